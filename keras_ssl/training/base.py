@@ -1,0 +1,92 @@
+"""The one training-step shape shared by every keras_ssl method.
+
+A method is a :class:`SSLModel` subclass that supplies three pieces:
+
+* :meth:`SSLModel.pretext` turns a batch into views/targets (masking, augmentation);
+* :meth:`SSLModel.compute_loss_and_stats` scores them and returns *this replica's share* of the
+  global-batch loss plus health statistics as ``(numerator, denominator)`` pairs;
+* :meth:`SSLModel.post_step` runs after the optimizer step (EMA targets, queues).
+
+The base class owns gradients, loss scaling for mixed precision, cross-replica exactness and
+metrics, so every method trains under any ``tf.distribute`` strategy and with ``jit_compile``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Tuple
+
+from keras_ssl.backend import keras, tf
+from keras_ssl.training.metrics import RatioMetric, ShareMean
+from keras_ssl.training.replicas import num_replicas
+
+Stats = Mapping[str, Tuple[tf.Tensor, tf.Tensor]]
+
+
+class SSLModel(keras.Model):
+    """Base ``keras.Model`` with the shared custom ``train_step`` / ``test_step``.
+
+    Subclasses list their health metrics in :meth:`stat_metrics` and implement
+    :meth:`compute_loss_and_stats`. Labels in ``(x, y)`` batches are ignored.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.loss_tracker = ShareMean("loss")
+        self._stat_metrics = {m.name: m for m in self.stat_metrics()}
+
+    # --- pieces a method supplies -------------------------------------------------------
+    def stat_metrics(self) -> list:
+        """Metrics fed by the ``stats`` that :meth:`compute_loss_and_stats` returns."""
+        return []
+
+    def pretext(self, inputs: Any, training: bool) -> Any:
+        """Turn a batch into the views/targets the loss needs. Identity by default."""
+        return inputs
+
+    def compute_loss_and_stats(self, views: Any, training: bool) -> Tuple[tf.Tensor, Stats]:
+        """Return ``(loss_share, stats)``; loss shares of all replicas sum to the global loss."""
+        raise NotImplementedError
+
+    def post_step(self) -> None:
+        """Updates after the optimizer step (EMA, queues). Nothing by default."""
+
+    # --- the shared step ----------------------------------------------------------------
+    @property
+    def metrics(self):
+        return [self.loss_tracker, *self._stat_metrics.values()]
+
+    def _record(self, loss_share: tf.Tensor, stats: Stats) -> Dict[str, tf.Tensor]:
+        self.loss_tracker.update_state(loss_share)
+        for name, (numerator, denominator) in stats.items():
+            self._stat_metrics[name].update_state(numerator, denominator)
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        inputs, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        views = self.pretext(inputs, training=True)
+        with tf.GradientTape() as tape:
+            loss_share, stats = self.compute_loss_and_stats(views, training=True)
+            loss_share = tf.cast(loss_share, tf.float32)
+            if self.losses:  # regularisers are per-model, so each replica carries 1/N of them
+                loss_share += tf.add_n([tf.cast(x, tf.float32) for x in self.losses]) / num_replicas()
+            optimizer = self.optimizer
+            scaled = isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
+            target = optimizer.get_scaled_loss(loss_share) if scaled else loss_share
+        variables = self.trainable_variables
+        gradients = tape.gradient(target, variables)
+        if scaled:
+            gradients = optimizer.get_unscaled_gradients(gradients)
+        optimizer.apply_gradients(
+            (g, v) for g, v in zip(gradients, variables) if g is not None
+        )
+        self.post_step()
+        return self._record(loss_share, stats)
+
+    def test_step(self, data):
+        inputs, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        views = self.pretext(inputs, training=False)
+        loss_share, stats = self.compute_loss_and_stats(views, training=False)
+        return self._record(tf.cast(loss_share, tf.float32), stats)
+
+
+__all__ = ["SSLModel", "RatioMetric", "ShareMean"]
