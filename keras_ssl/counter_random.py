@@ -36,11 +36,17 @@ def to_u32(x) -> tf.Tensor:
     return tf.cast(tf.bitwise.bitwise_and(x, tf.constant(0xFFFFFFFF, tf.int64)), _U32)
 
 
-def row_keys(ids: tf.Tensor) -> tf.Tensor:
-    """Content hash of each row of ``ids`` ``[batch, length]`` -> ``uint32 [batch, 1]``."""
+def row_keys(ids: tf.Tensor, valid=None) -> tf.Tensor:
+    """Content hash of each row of ``ids`` ``[batch, length]`` -> ``uint32 [batch, 1]``.
+
+    ``valid`` (bool ``[batch, length]``, optional) marks the positions that count: padding left
+    out of the hash makes a row's key, and so its masks, independent of how far its batch pads it.
+    """
     ids = to_u32(ids)
     pos = to_u32(tf.range(tf.shape(ids)[-1]))
     mixed = fmix32(ids * _c(0x9E3779B1) + pos * _c(0x85EBCA77) + _c(0x165667B1))
+    if valid is not None:
+        mixed = tf.where(tf.cast(valid, tf.bool), mixed, tf.zeros_like(mixed))
     return fmix32(tf.reduce_sum(mixed, axis=-1, keepdims=True))
 
 

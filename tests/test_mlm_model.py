@@ -26,7 +26,8 @@ def tiny_hf(model_type: str, vocab_size: int = 30522):
     if model_type == "roberta":
         sizes["max_position_embeddings"] = 66
     keras.utils.set_random_seed(0)
-    model = TFAutoModelForMaskedLM.from_config(AutoConfig.for_model(model_type, vocab_size=vocab_size, **sizes))
+    config = AutoConfig.for_model(model_type, vocab_size=vocab_size, **sizes)
+    model = TFAutoModelForMaskedLM.from_config(config)
     model(model.dummy_inputs, training=False)
     return model
 

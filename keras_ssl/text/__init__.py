@@ -1,12 +1,20 @@
 """Masked-language modelling on your own text."""
 
 from keras_ssl.text.callbacks import FillMaskCallback
+from keras_ssl.text.data import CorpusDecodeError, iter_documents, text_dataset
 from keras_ssl.text.masking import IGNORE_INDEX, TokenMasker
 from keras_ssl.text.model import MaskedLanguageModel
+from keras_ssl.text.tokenizer_training import train_tokenizer
 from keras_ssl.text.vocabulary import VocabularyInfo
 
 __all__ = [
+    "CorpusDecodeError",
     "FillMaskCallback",
     "IGNORE_INDEX",
     "MaskedLanguageModel",
-    "TokenMasker", "VocabularyInfo"]
+    "TokenMasker",
+    "VocabularyInfo",
+    "iter_documents",
+    "text_dataset",
+    "train_tokenizer",
+]

@@ -17,8 +17,13 @@ def masked_lm_terms(logits: tf.Tensor, labels: tf.Tensor) -> Tuple[tf.Tensor, tf
     """
     logits = tf.cast(logits, tf.float32)
     labels = tf.cast(labels, tf.int32)
-    weight = tf.cast(tf.not_equal(labels, IGNORE_INDEX), tf.float32)
-    safe = tf.where(labels == IGNORE_INDEX, 0, labels)
+    predicted = tf.not_equal(labels, IGNORE_INDEX)
+    weight = tf.cast(predicted, tf.float32)
+    safe = tf.where(predicted, labels, 0)
     ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe, logits=logits)
+    # Select rather than multiply by the weight: an inf/NaN cross-entropy at an ignored position
+    # (padding logits that overflowed in float16, a -inf logit for the dummy label 0) must not
+    # leak into the sum as inf * 0 = NaN.
+    ce = tf.where(predicted, ce, 0.0)
     correct = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), safe), tf.float32)
-    return tf.reduce_sum(ce * weight), tf.reduce_sum(correct * weight), tf.reduce_sum(weight)
+    return tf.reduce_sum(ce), tf.reduce_sum(correct * weight), tf.reduce_sum(weight)

@@ -32,10 +32,14 @@ class TokenMasker:
       per word; word starts come from the vocabulary (``##`` pieces, or ``Ġ``/``▁`` prefixes).
     * ``"span"``: SpanBERT-style spans with lengths ~ Geometric(``span_p``) clipped at
       ``max_span_length``; start probability solved so the expected selection rate is ``mask_rate``.
+      Spans may also start in the ``max_span_length - 1`` positions before the row (the row is a
+      window on a longer text), so every maskable position, the first ones included, is selected
+      with probability ``mask_rate``.
 
-    Random draws are a pure function of ``(seed, step, row content, position)``, so masks are
-    reproducible, fresh at every ``step`` (dynamic masking), identical for one replica or many,
-    and fixed across epochs when ``deterministic=True`` (evaluation).
+    Random draws are a pure function of ``(seed, step, row content, position)`` (padding excluded
+    from the row content), so masks are reproducible, fresh at every ``step`` (dynamic masking),
+    identical for one replica or many and however far a batch is padded, and fixed across epochs
+    when ``deterministic=True`` (evaluation).
 
     Call on ``input_ids`` ``int [batch, length]`` (optionally ``attention_mask``); returns a dict with
     masked ``input_ids`` and ``labels`` (original ids where selected, ``-100`` elsewhere).
@@ -64,6 +68,10 @@ class TokenMasker:
                 "mask_token_rate and random_token_rate must be >= 0 and sum to at most 1, got "
                 f"{mask_token_rate} and {random_token_rate}."
             )
+        if not 0.0 < span_p < 1.0:
+            raise ValueError(f"span_p must be in (0, 1), got {span_p}.")
+        if int(max_span_length) < 1:
+            raise ValueError(f"max_span_length must be >= 1, got {max_span_length}.")
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}.")
         if strategy == "whole_word" and vocabulary.word_scheme == "none":
@@ -116,9 +124,14 @@ class TokenMasker:
         special = tf.gather(self._special, safe)
         maskable = ~special
         if attention_mask is not None:
-            maskable &= tf.cast(attention_mask, tf.bool)
+            content = tf.cast(attention_mask, tf.bool)
+            maskable &= content
+        elif self.vocabulary.pad_token_id >= 0:
+            content = tf.not_equal(ids32, self.vocabulary.pad_token_id)
+        else:
+            content = None
         step = _EVAL_STEP if deterministic else step
-        key = cr.row_keys(ids32)
+        key = cr.row_keys(ids32, content)
         positions = tf.broadcast_to(tf.range(tf.shape(ids32)[1]), tf.shape(ids32))
 
         def draw(stream, index):
@@ -131,7 +144,7 @@ class TokenMasker:
             selected = (draw(_SELECT, word) < self.mask_rate) & maskable
             kind = draw(_KIND, word)
         elif self.strategy == "span":
-            selected = self._spans(draw, positions) & maskable
+            selected = self._spans(draw, tf.shape(ids32)[1]) & maskable
             kind = draw(_KIND, positions)
         else:
             selected = (draw(_SELECT, positions) < self.mask_rate) & maskable
@@ -149,16 +162,26 @@ class TokenMasker:
             out["attention_mask"] = attention_mask
         return out
 
-    def _spans(self, draw, positions) -> tf.Tensor:
-        """Union of spans starting where ``u < span_start_rate``, lengths ~ clipped geometric."""
-        starts = draw(_SELECT, positions) < self.span_start_rate
-        u = tf.maximum(draw(_SPAN_LENGTH, positions), 1e-7)
+    def _spans(self, draw, length) -> tf.Tensor:
+        """Union of spans starting where ``u < span_start_rate``, lengths ~ clipped geometric.
+
+        Starts are drawn at positions ``-(max_span_length - 1) .. length - 1``: a span that starts
+        before the row and reaches into it covers the row's first positions, so the coverage of
+        every position is ``1 - prod_k (1 - s P(L > k)) = mask_rate`` (without the positions before
+        the row the first ``max_span_length - 1`` positions would be under-selected, which lowers
+        the rate of short rows noticeably).
+        """
+        reach_back = self.max_span_length - 1
+        index = tf.range(-reach_back, length)[None, :]  # [1, reach_back + length]
+        starts = draw(_SELECT, index) < self.span_start_rate
+        u = tf.maximum(draw(_SPAN_LENGTH, index), 1e-7)
         lengths = 1 + tf.cast(tf.floor(tf.math.log(u) / math.log(1.0 - self.span_p)), tf.int32)
         lengths = tf.minimum(lengths, self.max_span_length)
-        covered = tf.zeros_like(starts)
+        covered = None
         for k in range(self.max_span_length):
-            reach = starts & (lengths > k)
-            covered |= tf.pad(reach, [[0, 0], [k, 0]])[:, : tf.shape(reach)[1]]
+            # A start at position j covers j + k when its length exceeds k.
+            reach = (starts & (lengths > k))[:, reach_back - k : reach_back - k + length]
+            covered = reach if covered is None else covered | reach
         return covered
 
 

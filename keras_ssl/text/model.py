@@ -57,6 +57,8 @@ class MaskedLanguageModel(SSLModel):
         self._split = split_masked_lm(hf_model)
         self._encoder = base_encoder(hf_model)
         self.max_positions = getattr(hf_model.config, "max_position_embeddings", None)
+        # All weights live in the (built) HF model: callbacks such as BackupAndRestore need a built model.
+        self.built = bool(hf_model.built)
 
     # --- construction --------------------------------------------------------------------
     @classmethod
@@ -70,7 +72,7 @@ class MaskedLanguageModel(SSLModel):
         strategy: str = "token",
         seed: Optional[int] = None,
         **hf_kwargs,
-    ) -> "MaskedLanguageModel":
+    ) -> MaskedLanguageModel:
         """Load any model ``TFAutoModelForMaskedLM`` loads (a local directory or a hub name).
 
         A checkpoint without MLM-head weights (e.g. a sentence encoder) gets a fresh head, and
@@ -78,7 +80,8 @@ class MaskedLanguageModel(SSLModel):
         """
         from transformers import AutoTokenizer, TFAutoModelForMaskedLM
 
-        if not os.path.isdir(name_or_path) and os.path.sep in name_or_path and not os.path.exists(name_or_path):
+        looks_local = os.path.sep in name_or_path or name_or_path.startswith(".")
+        if looks_local and not os.path.exists(name_or_path):
             raise FileNotFoundError(f"No model directory at {name_or_path!r}.")
         tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(name_or_path)
         hf_model, info = TFAutoModelForMaskedLM.from_pretrained(
@@ -118,7 +121,7 @@ class MaskedLanguageModel(SSLModel):
         masker: Optional[TokenMasker] = None,
         seed: Optional[int] = None,
         **config_kwargs,
-    ) -> "MaskedLanguageModel":
+    ) -> MaskedLanguageModel:
         """A freshly initialised model sized for ``tokenizer`` (``architecture``: bert/roberta/distilbert)."""
         from transformers import AutoConfig, TFAutoModelForMaskedLM
 
@@ -218,7 +221,8 @@ class MaskedLanguageModel(SSLModel):
     # --- using the model -------------------------------------------------------------------
     def _tokenize(self, texts: Sequence[str], max_length: Optional[int] = None) -> Dict[str, np.ndarray]:
         limit = max_length or min(self.max_positions or 512, 512)
-        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=limit, return_tensors="np")
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=limit,
+                             return_tensors="np")
         return {"input_ids": enc["input_ids"].astype(np.int32),
                 "attention_mask": enc["attention_mask"].astype(np.int32)}
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 _PLACEHOLDER = re.compile(r"^\[unused\d+\]$|^<unused\d+>$|^<extra_id_\d+>$")
+_BYTE_FALLBACK = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")  # SentencePiece byte pieces, e.g. <0xC3>
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class VocabularyInfo:
     word_scheme: str
 
     @classmethod
-    def from_tokenizer(cls, tokenizer) -> "VocabularyInfo":
+    def from_tokenizer(cls, tokenizer) -> VocabularyInfo:
         if getattr(tokenizer, "mask_token_id", None) is None:
             raise ValueError(
                 f"The tokenizer {type(tokenizer).__name__} has no mask token, so masked-language "
@@ -71,5 +72,10 @@ def is_continuation(token: str, scheme: str) -> bool:
     if scheme == "wordpiece":
         return token.startswith("##")
     if scheme == "prefix":
-        return not token.startswith(("Ġ", "▁")) and not (token.startswith("<") and token.endswith(">"))
+        if token.startswith(("Ġ", "▁")):
+            return False
+        # Control-like pieces (<unk>, <pad>, ...) start a word; byte-fallback pieces such as
+        # <0xC3> spell a character inside the word they follow (the space itself is the "▁").
+        control = token.startswith("<") and token.endswith(">") and not _BYTE_FALLBACK.match(token)
+        return not control
     return False

