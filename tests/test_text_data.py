@@ -333,3 +333,20 @@ def test_train_tokenizer_errors(tmp_path):
         train_tokenizer(CORPUS, vocab_size=5)
     cased = train_tokenizer(CORPUS, vocab_size=300, lowercase=False, min_frequency=1)
     assert "The" in cased.convert_ids_to_tokens(cased("The fox")["input_ids"])
+
+
+def test_cache_to_files_for_corpora_larger_than_memory(tmp_path, minilm_tokenizer):
+    docs = [f"document number {i} has a few words in it." for i in range(200)]
+    prefix = str(tmp_path / "cache" / "blocks")
+    (tmp_path / "cache").mkdir()
+    on_disk = text_dataset(docs, tokenizer=minilm_tokenizer, max_length=16, batch_size=4, shuffle=False,
+                           cache=prefix)
+    in_memory = text_dataset(docs, tokenizer=minilm_tokenizer, max_length=16, batch_size=4, shuffle=False)
+    first = [b["input_ids"].numpy() for b in on_disk]
+    assert any(p.name.startswith("blocks-all") for p in (tmp_path / "cache").iterdir())
+    second = [b["input_ids"].numpy() for b in on_disk]  # served from the files
+    expected = [b["input_ids"].numpy() for b in in_memory]
+    assert len(first) == len(expected) > 0
+    for a, b, c in zip(first, second, expected):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, c)

@@ -371,7 +371,7 @@ def text_dataset(
     shuffle: bool = True,
     shuffle_buffer: int = 10_000,
     seed: int = 0,
-    cache: bool = True,
+    cache: Union[bool, str] = True,
     drop_remainder: bool = False,
     encoding_errors: str = "replace",
     tokenize_batch_lines: int = 1000,
@@ -400,9 +400,10 @@ def text_dataset(
     ``floor(n f)`` of ``n`` examples, spread evenly and deterministically (``0``: one dataset, no
     split). Validation is never shuffled. Train is shuffled per example with ``seed``
     (``shuffle_buffer`` examples, reshuffled each epoch, the same sequence of orders for the same
-    seed). ``cache=True`` keeps the tokenized examples in memory after the first pass; with a split
-    in pack mode, each of the two pipelines tokenizes the corpus on its first pass. Then both are
-    batched and prefetched.
+    seed). ``cache=True`` keeps the tokenized examples in memory after the first pass; a string
+    caches them in files with that prefix (for corpora larger than memory), ``False`` re-tokenizes
+    every epoch. With a split in pack mode, each of the two pipelines tokenizes the corpus on its
+    first pass. Then both are batched and prefetched.
 
     Raises (at call time) ``ValueError`` for an empty or all-blank corpus, a too-short corpus in
     pack mode (fewer than ``max_length`` tokens), ``max_length`` < 8 or above the position limit
@@ -467,7 +468,9 @@ def text_dataset(
 
     def pipeline(part: str, shuffled: bool) -> tf.data.Dataset:
         ds = tf.data.Dataset.from_generator(lambda: generate(part), output_signature=signature).unbatch()
-        if cache:
+        if isinstance(cache, str):
+            ds = ds.cache(f"{cache}-{part}")
+        elif cache:
             ds = ds.cache()
         if shuffled:
             ds = ds.shuffle(int(shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
