@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Sequence
 
 from keras_ssl.backend import keras, tf
@@ -88,4 +89,117 @@ def adamw(
     return optimizer
 
 
-__all__ = ["WarmupDecay", "adamw"]
+# Biases and normalisation parameters: LARS neither adapts their learning rate nor decays them.
+LARS_EXCLUDE = ("bias", "gamma", "beta", "batch_?norm", "BatchNorm", "layer_?norm", "LayerNorm")
+
+
+class LARS(keras.optimizers.Optimizer):
+    """Layer-wise Adaptive Rate Scaling (You et al., 2017) as in SimCLR's and BYOL's code.
+
+    For each variable ``w`` with gradient ``g``::
+
+        g = g + weight_decay * w                          # unless excluded from weight decay
+        trust = eta * ||w|| / ||g||  (1 if ||w|| or ||g|| is 0; 1 if excluded from adaptation)
+        v = momentum * v + learning_rate * trust * g      # "classic" momentum, lr inside
+        w = w - v                                         # (nesterov: w - momentum * v - lr * trust * g)
+
+    Variables whose name contains (``re.search``) a pattern of ``exclude_from_layer_adaptation``
+    (default: biases and BN/LayerNorm parameters) are updated like momentum SGD; the same patterns
+    exclude them from weight decay unless ``exclude_from_weight_decay`` gives another list. Weight
+    decay is coupled (added to the gradient before the trust ratio), never decoupled.
+    """
+
+    def __init__(
+        self,
+        learning_rate=0.1,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-6,
+        eta: float = 0.001,
+        nesterov: bool = False,
+        exclude_from_layer_adaptation: Sequence[str] = LARS_EXCLUDE,
+        exclude_from_weight_decay: Sequence[str] | None = None,
+        name: str = "LARS",
+        **kwargs,
+    ):
+        super().__init__(name=name, weight_decay=weight_decay, **kwargs)
+        self._learning_rate = self._build_learning_rate(learning_rate)
+        self.momentum = float(momentum)
+        self.eta = float(eta)
+        self.nesterov = bool(nesterov)
+        self._exclude_from_layer_adaptation = list(exclude_from_layer_adaptation)
+        decay_excluded = self._exclude_from_layer_adaptation
+        self.exclude_from_weight_decay(
+            var_names=list(decay_excluded if exclude_from_weight_decay is None else exclude_from_weight_decay)
+        )
+
+    def build(self, var_list):
+        super().build(var_list)
+        if getattr(self, "_built", False):
+            return
+        self.momentums = [self.add_variable_from_reference(var, "m") for var in var_list]
+        self._built = True
+
+    def _use_layer_adaptation(self, variable) -> bool:
+        return not any(re.search(pattern, variable.name) for pattern in self._exclude_from_layer_adaptation)
+
+    def _apply_weight_decay(self, variables):
+        """No decoupled decay: LARS adds ``weight_decay * w`` to the gradient in :meth:`update_step`."""
+
+    def update_step(self, gradient, variable):
+        lr = tf.cast(self.learning_rate, variable.dtype)
+        momentum = tf.cast(self.momentum, variable.dtype)
+        velocity = self.momentums[self._index_dict[self._var_key(variable)]]
+        grad = tf.convert_to_tensor(gradient)  # sparse gradients are densified
+        if self.weight_decay and self._use_weight_decay(variable):
+            grad += tf.cast(self.weight_decay, variable.dtype) * variable
+        if self._use_layer_adaptation(variable):
+            w_norm, g_norm = tf.norm(variable), tf.norm(grad)
+            ratio = tf.math.divide_no_nan(self.eta * w_norm, g_norm)
+            lr *= tf.where((w_norm > 0) & (g_norm > 0), ratio, tf.ones_like(ratio))
+        velocity.assign(momentum * velocity + lr * grad)
+        if self.nesterov:
+            variable.assign_sub(momentum * velocity + lr * grad)
+        else:
+            variable.assign_sub(velocity)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            {
+                "learning_rate": self._serialize_hyperparameter(self._learning_rate),
+                "momentum": self.momentum,
+                "eta": self.eta,
+                "nesterov": self.nesterov,
+                "exclude_from_layer_adaptation": list(self._exclude_from_layer_adaptation),
+                "exclude_from_weight_decay": list(self._exclude_from_weight_decay_names),
+            }
+        )
+        return config
+
+
+def lars(
+    learning_rate: float = 0.3,
+    warmup_steps: int = 0,
+    total_steps: int = 10_000,
+    weight_decay: float = 1e-6,
+    momentum: float = 0.9,
+    eta: float = 0.001,
+    exclude: Sequence[str] = LARS_EXCLUDE,
+) -> LARS:
+    """LARS with linear warmup and cosine decay to 0 (SimCLR's recipe).
+
+    SimCLR: ``learning_rate = 0.3 * batch_size / 256``, 10 warmup epochs, ``weight_decay`` 1e-6
+    (BYOL: ``0.2 * batch_size / 256`` and 1.5e-6). ``exclude``: name patterns of the variables neither
+    adapted nor decayed.
+    """
+    schedule = WarmupDecay(learning_rate, warmup_steps, total_steps, decay="cosine")
+    return LARS(
+        learning_rate=schedule,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        eta=eta,
+        exclude_from_layer_adaptation=exclude,
+    )
+
+
+__all__ = ["LARS", "LARS_EXCLUDE", "WarmupDecay", "adamw", "lars"]

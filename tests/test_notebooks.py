@@ -13,8 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-import nbclient  # noqa: E402
-import nbformat  # noqa: E402
+import nbclient
+import nbformat
 import pytest
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"

@@ -13,6 +13,7 @@ metrics, so every method trains under any ``tf.distribute`` strategy and with ``
 
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, Mapping, Tuple
 
 from keras_ssl.backend import keras, tf
@@ -51,6 +52,13 @@ class SSLModel(keras.Model):
         """Updates after the optimizer step (EMA, queues). Nothing by default."""
 
     # --- the shared step ----------------------------------------------------------------
+    def fit(self, *args, callbacks=None, **kwargs):
+        """``keras.Model.fit``, plus a guard that stops on a NaN/inf loss with a clear error."""
+        callbacks = list(callbacks or [])
+        if not any(isinstance(c, NonFiniteLossError.Guard) for c in callbacks):
+            callbacks.append(NonFiniteLossError.Guard())
+        return super().fit(*args, callbacks=callbacks, **kwargs)
+
     @property
     def metrics(self):
         return [self.loss_tracker, *self._stat_metrics.values()]
@@ -89,4 +97,23 @@ class SSLModel(keras.Model):
         return self._record(tf.cast(loss_share, tf.float32), stats)
 
 
-__all__ = ["SSLModel", "RatioMetric", "ShareMean"]
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss."""
+
+    class Guard(keras.callbacks.Callback):
+        """Raise :class:`NonFiniteLossError` naming the likely causes as soon as the loss is NaN/inf."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                self.model.stop_training = True
+                raise NonFiniteLossError(
+                    f"{type(self.model).__name__}: the loss became {loss} at batch {batch}. Likely causes: "
+                    "a learning rate too high for the batch size (lower it or add warmup), inputs "
+                    "with NaN/inf values or not scaled to [0, 1], a temperature too small, or "
+                    "float16 overflow (use mixed_bfloat16 or loss scaling). Restore the last checkpoint "
+                    "(BackupAndRestore/ModelCheckpoint) after fixing it."
+                )
+
+
+__all__ = ["NonFiniteLossError", "SSLModel", "RatioMetric", "ShareMean"]
