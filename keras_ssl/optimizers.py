@@ -155,7 +155,7 @@ class LARS(keras.optimizers.Optimizer):
         if self._use_layer_adaptation(variable):
             w_norm, g_norm = tf.norm(variable), tf.norm(grad)
             ratio = tf.math.divide_no_nan(self.eta * w_norm, g_norm)
-            lr *= tf.where((w_norm > 0) & (g_norm > 0), ratio, tf.ones_like(ratio))
+            lr = lr * tf.where((w_norm > 0) & (g_norm > 0), ratio, tf.ones_like(ratio))
         velocity.assign(momentum * velocity + lr * grad)
         if self.nesterov:
             variable.assign_sub(momentum * velocity + lr * grad)

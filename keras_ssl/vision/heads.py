@@ -1,0 +1,151 @@
+"""MLP projection and prediction heads, with factories carrying each paper's defaults."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from keras_ssl.backend import keras, tf
+
+
+def _batchnorm(synchronized: bool, name: str, affine: bool = True) -> keras.layers.BatchNormalization:
+    # PyTorch's BatchNorm1d defaults (momentum 0.1 -> Keras 0.9, eps 1e-5), which the papers' code uses.
+    return keras.layers.BatchNormalization(
+        momentum=0.9, epsilon=1e-5, center=affine, scale=affine, synchronized=synchronized, name=name
+    )
+
+
+class MLPHead(keras.layers.Layer):
+    """``[batch, in] -> [batch, output_dim]``: ``(Dense -> BN -> ReLU)`` per hidden layer, then ``Dense``.
+
+    Hidden ``Dense`` layers have no bias when a BN follows (its ``beta`` replaces it). With
+    ``last_batchnorm`` the output goes through a BN without affine parameters (SimSiam's projector).
+    ``synchronized_bn`` makes BN statistics global over the replicas of a ``tf.distribute`` strategy
+    (``BatchNormalization(synchronized=True)``; a plain BN with a single replica).
+    """
+
+    def __init__(
+        self,
+        hidden_dims: Sequence[int] = (2048,),
+        output_dim: int = 128,
+        batchnorm: bool = True,
+        last_batchnorm: bool = False,
+        last_bias: bool = True,
+        synchronized_bn: bool = True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.hidden_dims = tuple(int(d) for d in hidden_dims)
+        self.output_dim = int(output_dim)
+        self.batchnorm = bool(batchnorm)
+        self.last_batchnorm = bool(last_batchnorm)
+        self.last_bias = bool(last_bias)
+        self.synchronized_bn = bool(synchronized_bn)
+        self.hidden_dense = [
+            keras.layers.Dense(dim, use_bias=not self.batchnorm, name=f"dense_{i}")
+            for i, dim in enumerate(self.hidden_dims)
+        ]
+        self.hidden_norms = (
+            [_batchnorm(self.synchronized_bn, f"batchnorm_{i}") for i in range(len(self.hidden_dims))]
+            if self.batchnorm
+            else []
+        )
+        self.output_layer = keras.layers.Dense(self.output_dim, use_bias=self.last_bias, name="output")
+        self.output_norm = (
+            _batchnorm(self.synchronized_bn, "output_batchnorm", affine=False)
+            if self.last_batchnorm
+            else None
+        )
+
+    def call(self, inputs: tf.Tensor, training=None) -> tf.Tensor:
+        x = inputs
+        for i, dense in enumerate(self.hidden_dense):
+            x = dense(x)
+            if self.batchnorm:
+                x = self.hidden_norms[i](x, training=training)
+            x = tf.nn.relu(x)
+        x = self.output_layer(x)
+        if self.output_norm is not None:
+            x = self.output_norm(x, training=training)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape)[:-1].concatenate([self.output_dim])
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_dims": list(self.hidden_dims),
+                "output_dim": self.output_dim,
+                "batchnorm": self.batchnorm,
+                "last_batchnorm": self.last_batchnorm,
+                "last_bias": self.last_bias,
+                "synchronized_bn": self.synchronized_bn,
+            }
+        )
+        return config
+
+
+def simclr_projection(output_dim: int = 128, hidden_dim: int = 2048, **kwargs) -> MLPHead:
+    """SimCLR's projection head ``g``: one hidden layer, ``hidden -> BN -> ReLU -> 128``."""
+    kwargs.setdefault("name", "simclr_projection")
+    return MLPHead((hidden_dim,), output_dim, **kwargs)
+
+
+def byol_projection(hidden_dim: int = 4096, output_dim: int = 256, **kwargs) -> MLPHead:
+    """BYOL's projector: ``4096 -> BN -> ReLU -> 256``."""
+    kwargs.setdefault("name", "byol_projection")
+    return MLPHead((hidden_dim,), output_dim, **kwargs)
+
+
+def byol_prediction(hidden_dim: int = 4096, output_dim: int = 256, **kwargs) -> MLPHead:
+    """BYOL's predictor, the same shape as its projector: ``4096 -> BN -> ReLU -> 256``."""
+    kwargs.setdefault("name", "byol_prediction")
+    return MLPHead((hidden_dim,), output_dim, **kwargs)
+
+
+def simsiam_projection(output_dim: int = 2048, num_layers: int = 3, **kwargs) -> MLPHead:
+    """SimSiam's projector: ``num_layers`` layers of width ``output_dim``, BN (no affine) on the output,
+    no output bias (3 layers on ImageNet, 2 in the paper's CIFAR runs)."""
+    kwargs.setdefault("name", "simsiam_projection")
+    return MLPHead(
+        (output_dim,) * (num_layers - 1), output_dim, last_batchnorm=True, last_bias=False, **kwargs
+    )
+
+
+def simsiam_prediction(hidden_dim: int = 512, output_dim: int = 2048, **kwargs) -> MLPHead:
+    """SimSiam's bottleneck predictor: ``512 -> BN -> ReLU -> 2048``."""
+    kwargs.setdefault("name", "simsiam_prediction")
+    return MLPHead((hidden_dim,), output_dim, **kwargs)
+
+
+def barlow_projection(dim: int = 8192, num_layers: int = 3, **kwargs) -> MLPHead:
+    """Barlow Twins' projector: ``8192-8192-8192``, BN + ReLU between layers, no output bias."""
+    kwargs.setdefault("name", "barlow_projection")
+    return MLPHead((dim,) * (num_layers - 1), dim, last_bias=False, **kwargs)
+
+
+def vicreg_projection(dim: int = 8192, num_layers: int = 3, **kwargs) -> MLPHead:
+    """VICReg's expander: ``8192-8192-8192``, BN + ReLU between layers, no output bias."""
+    kwargs.setdefault("name", "vicreg_projection")
+    return MLPHead((dim,) * (num_layers - 1), dim, last_bias=False, **kwargs)
+
+
+def moco_projection(hidden_dim: int = 2048, output_dim: int = 128, **kwargs) -> MLPHead:
+    """MoCo v2's MLP head: ``2048 -> ReLU -> 128`` without BN (hidden layer keeps its bias)."""
+    kwargs.setdefault("name", "moco_projection")
+    kwargs.setdefault("batchnorm", False)
+    return MLPHead((hidden_dim,), output_dim, **kwargs)
+
+
+__all__ = [
+    "MLPHead",
+    "barlow_projection",
+    "byol_prediction",
+    "byol_projection",
+    "moco_projection",
+    "simclr_projection",
+    "simsiam_prediction",
+    "simsiam_projection",
+    "vicreg_projection",
+]

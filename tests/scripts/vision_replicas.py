@@ -1,0 +1,64 @@
+"""One optimizer step of every vision method on 1 replica and on a 2-replica MirroredStrategy.
+
+Prints one JSON line per method with the losses and the largest weight difference. Run as a
+subprocess: the two logical CPU devices must be configured before TensorFlow starts.
+"""
+
+import json
+import sys
+
+import numpy as np
+
+from keras_ssl.backend import keras, tf
+
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0],
+    [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()],
+)
+
+from keras_ssl import vision  # noqa: E402
+from keras_ssl.vision import heads as H  # noqa: E402
+from keras_ssl.vision.backbones import small_cnn  # noqa: E402
+
+rng = np.random.default_rng(0)
+images = rng.random((16, 12, 12, 1)).astype(np.float32)
+data = tf.data.Dataset.from_tensors(images)
+
+SPECS = {
+    "SimCLR": lambda: dict(projection=H.simclr_projection(output_dim=8, hidden_dim=16), temperature=0.5),
+    "MoCo": lambda: dict(projection=H.moco_projection(16, 8), queue_size=40, momentum=0.9),
+    "BYOL": lambda: dict(projection=H.byol_projection(16, 8), prediction=H.byol_prediction(16, 8),
+                         total_steps=10),
+    "SimSiam": lambda: dict(projection=H.simsiam_projection(output_dim=16),
+                            prediction=H.simsiam_prediction(8, 16)),
+    "BarlowTwins": lambda: dict(projection=H.barlow_projection(dim=16)),
+    "VICReg": lambda: dict(projection=H.vicreg_projection(dim=16)),
+}
+
+
+def run(name, strategy, start=None):
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        encoder = small_cnn((12, 12, 1), width=4, sync_batchnorm=True)
+        model = getattr(vision, name)(encoder, augment=None, **SPECS[name]())
+        if start is not None:
+            model.set_weights(start)
+        model.compile(optimizer=keras.optimizers.SGD(0.5))
+    before = [w.copy() for w in model.get_weights()]
+    trainable_before = [w.numpy().copy() for w in model.trainable_weights]
+    history = model.fit(data, epochs=1, verbose=0).history
+    moved = max(float(np.max(np.abs(w.numpy() - b))) for w, b in zip(model.trainable_weights, trainable_before))
+    history["moved"] = moved
+    return before, model.get_weights(), history
+
+
+mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+for name in sys.argv[1:] or SPECS:
+    start, single_after, single = run(name, tf.distribute.get_strategy())
+    _, multi_after, multi = run(name, mirrored, start)
+    print(json.dumps({
+        "method": name,
+        "loss": [single["loss"][0], multi["loss"][0]],
+        "max_weight_diff": max(float(np.max(np.abs(a - b))) for a, b in zip(single_after, multi_after)),
+        "weights_moved": single["moved"],
+    }), flush=True)
