@@ -25,7 +25,8 @@ def digits(size: int = 32, n_train: int = 1000, seed: int = 0) -> Dict[str, np.n
     order = np.random.default_rng(seed).permutation(len(images))
     train, test = order[:n_train], order[n_train:]
     labels = data.target.astype(np.int64)
-    return {"train_x": images[train], "train_y": labels[train], "test_x": images[test], "test_y": labels[test]}
+    return {"train_x": images[train], "train_y": labels[train],
+            "test_x": images[test], "test_y": labels[test]}
 
 
 def shift_images(images: np.ndarray, max_shift: int = 4, seed: int = 0) -> np.ndarray:

@@ -47,7 +47,8 @@ def run(name, strategy, start=None):
     before = [w.copy() for w in model.get_weights()]
     trainable_before = [w.numpy().copy() for w in model.trainable_weights]
     history = model.fit(data, epochs=1, verbose=0).history
-    moved = max(float(np.max(np.abs(w.numpy() - b))) for w, b in zip(model.trainable_weights, trainable_before))
+    moved = max(float(np.max(np.abs(w.numpy() - b)))
+                for w, b in zip(model.trainable_weights, trainable_before))
     history["moved"] = moved
     return before, model.get_weights(), history
 
