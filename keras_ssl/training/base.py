@@ -51,6 +51,10 @@ class SSLModel(keras.Model):
     def post_step(self) -> None:
         """Updates after the optimizer step (EMA, queues). Nothing by default."""
 
+    def optimized_variables(self) -> list:
+        """Variables the optimizer updates: all trainable ones unless a method excludes some."""
+        return self.trainable_variables
+
     # --- the shared step ----------------------------------------------------------------
     def fit(self, *args, callbacks=None, **kwargs):
         """``keras.Model.fit``, plus a guard that stops on a NaN/inf loss with a clear error."""
@@ -80,7 +84,7 @@ class SSLModel(keras.Model):
             optimizer = self.optimizer
             scaled = isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
             target = optimizer.get_scaled_loss(loss_share) if scaled else loss_share
-        variables = self.trainable_variables
+        variables = self.optimized_variables()
         gradients = tape.gradient(target, variables)
         if scaled:
             gradients = optimizer.get_unscaled_gradients(gradients)

@@ -42,7 +42,8 @@ def clone_network(model: keras.Model, name: str) -> keras.Model:
         ) from err
     copy._name = name
     copy.set_weights(model.get_weights())
-    copy.trainable = False
+    # Stays "trainable": in Keras 2 a frozen BatchNormalization runs in inference mode, but targets
+    # use batch statistics like the online network. The optimizer skips it (optimized_variables).
     return copy
 
 

@@ -141,10 +141,13 @@ class _Momentum(_Projected):
         self.target_projection = _build(type(self.projection).from_config(self.projection.get_config()),
                                         self.feature_dim)
         self.target_projection.set_weights(self.projection.get_weights())
-        self.target_projection.trainable = False
         self.base_momentum = float(momentum)
         self.total_steps = total_steps
         self.cosine = cosine
+
+    def optimized_variables(self) -> list:
+        frozen = {id(v) for v in self.target_encoder.weights + self.target_projection.weights}
+        return [v for v in self.trainable_variables if id(v) not in frozen]
 
     def target(self, images, training):
         features = self.target_encoder(images, training=training)

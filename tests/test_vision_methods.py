@@ -1,0 +1,125 @@
+"""Vision methods: the shared step wires losses, stop-gradients, EMA and queues as the papers say."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from keras_ssl import losses, vision
+from keras_ssl.backend import keras, tf
+from keras_ssl.training.base import NonFiniteLossError
+from keras_ssl.vision import heads as H
+from keras_ssl.vision.backbones import small_cnn
+
+IMAGES = np.random.default_rng(0).random((16, 12, 12, 1)).astype(np.float32)
+
+
+def make(name: str, **overrides):
+    keras.utils.set_random_seed(0)
+    specs = {
+        "SimCLR": dict(projection=H.simclr_projection(output_dim=8, hidden_dim=16)),
+        "MoCo": dict(projection=H.moco_projection(16, 8), queue_size=40, momentum=0.9),
+        "BYOL": dict(projection=H.byol_projection(16, 8), prediction=H.byol_prediction(16, 8), total_steps=10),
+        "SimSiam": dict(projection=H.simsiam_projection(output_dim=16), prediction=H.simsiam_prediction(8, 16)),
+        "BarlowTwins": dict(projection=H.barlow_projection(dim=16)),
+        "VICReg": dict(projection=H.vicreg_projection(dim=16)),
+    }
+    return getattr(vision, name)(small_cnn((12, 12, 1), width=4), **{**specs[name], **overrides})
+
+
+METHODS = ["SimCLR", "MoCo", "BYOL", "SimSiam", "BarlowTwins", "VICReg"]
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_fit_reports_loss_and_health_and_predict_returns_features(name):
+    model = make(name)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    labelled = tf.data.Dataset.from_tensor_slices((IMAGES, np.arange(16))).batch(8)  # labels ignored
+    history = model.fit(labelled, epochs=2, verbose=0).history
+    assert np.isfinite(history["loss"]).all() and "embedding_std" in history
+    assert model.predict(IMAGES, verbose=0).shape == (16, model.feature_dim)
+    uint8 = (IMAGES * 255).astype(np.uint8)  # uint8 [0, 255] means the same images
+    np.testing.assert_allclose(model(uint8).numpy(), model(IMAGES).numpy(), atol=2e-2)
+
+
+def test_simclr_loss_is_nt_xent_of_projections():
+    model = make("SimCLR", temperature=0.3)
+    loss, stats = model.compute_loss_and_stats((IMAGES, IMAGES[::-1]), training=False)
+    z1 = model.projection(model.encoder(IMAGES, training=False), training=False)
+    z2 = model.projection(model.encoder(IMAGES[::-1], training=False), training=False)
+    expected, accuracy = losses.nt_xent(z1, z2, temperature=0.3)
+    np.testing.assert_allclose(loss.numpy(), expected.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(stats["contrastive_accuracy"][0].numpy(), accuracy.numpy())
+
+
+def _grads(model, loss_fn):
+    with tf.GradientTape() as tape:
+        loss = loss_fn()
+    return [tf.convert_to_tensor(g).numpy() if g is not None else None
+            for g in tape.gradient(loss, model.trainable_variables)]
+
+
+@pytest.mark.parametrize("stop", [True, False])
+def test_simsiam_gradients_match_the_stop_gradient_formula(stop):
+    model = make("SimSiam")
+    v1, v2 = IMAGES, IMAGES[::-1]
+
+    def reference():
+        z1, z2 = model.project(v1, True), model.project(v2, True)
+        p1, p2 = model.prediction(z1, training=True), model.prediction(z2, training=True)
+        sg = tf.stop_gradient if stop else tf.identity
+        return 0.5 * (losses.simsiam_loss(p1, sg(z2)) + losses.simsiam_loss(p2, sg(z1)))
+
+    ours = _grads(model, lambda: model.compute_loss_and_stats((v1, v2), training=True)[0])
+    ref = _grads(model, reference)
+    same = all(np.allclose(a, b, atol=1e-6) for a, b in zip(ours, ref) if a is not None)
+    assert same == stop  # equal to the formula with stop-gradient, different without it
+
+
+def test_byol_target_gets_no_gradient_and_ema_follows_the_formula():
+    model = make("BYOL", momentum=0.9, total_steps=None)
+    target_ids = {id(v) for v in model.target_encoder.weights + model.target_projection.weights}
+    assert not target_ids & {id(v) for v in model.optimized_variables()}
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    online, target = model.encoder.trainable_weights, model.target_encoder.trainable_weights
+    target_before = [w.numpy().copy() for w in target]
+    online_before = [w.numpy().copy() for w in online]
+    model.fit(tf.data.Dataset.from_tensors(IMAGES), epochs=1, verbose=0)
+    assert any(not np.allclose(w.numpy(), b) for w, b in zip(online, online_before))  # online stepped
+    for t_before, t_after, o_after in zip(target_before, target, online):
+        np.testing.assert_allclose(t_after.numpy(), 0.9 * t_before + 0.1 * o_after.numpy(), atol=1e-6)
+
+
+
+def test_moco_enqueues_the_keys_of_the_global_batch():
+    model = make("MoCo")
+    # At the start the key network equals the query network, batch statistics included (a frozen
+    # Keras BatchNormalization would switch to its moving statistics and differ).
+    np.testing.assert_allclose(model.target(IMAGES, training=True).numpy(),
+                               model.project(IMAGES, training=True).numpy(), atol=1e-6)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))  # no update: keys are reproducible after the step
+    model.fit(tf.data.Dataset.from_tensors(IMAGES), epochs=1, verbose=0)
+    keys = tf.math.l2_normalize(model.target(IMAGES, training=True), axis=-1).numpy()
+    np.testing.assert_allclose(model.queue.values().numpy()[:16], keys, atol=1e-5)
+    assert int(model.queue.pointer.numpy()) == 16
+
+
+def _fit_simclr(images):
+    model = make("SimCLR")
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    return model.fit(tf.data.Dataset.from_tensors(images), epochs=1, verbose=0)
+
+
+def test_bad_inputs_give_clear_errors():
+    with pytest.raises(ValueError, match="at least 2 images"):
+        _fit_simclr(IMAGES[:1])
+    with pytest.raises(ValueError, match=r"\[batch, height, width, channels\]"):
+        _fit_simclr(IMAGES[..., 0])
+    with pytest.raises(ValueError, match="channels"):
+        _fit_simclr(np.repeat(IMAGES, 3, -1))
+    with pytest.raises(ValueError, match="built Keras model"):
+        vision.SimCLR(keras.Sequential([keras.layers.Dense(4)]))
+    bad = IMAGES.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(NonFiniteLossError, match="learning rate"):
+        _fit_simclr(bad)
