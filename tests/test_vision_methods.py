@@ -19,8 +19,10 @@ def make(name: str, **overrides):
     specs = {
         "SimCLR": dict(projection=H.simclr_projection(output_dim=8, hidden_dim=16)),
         "MoCo": dict(projection=H.moco_projection(16, 8), queue_size=40, momentum=0.9),
-        "BYOL": dict(projection=H.byol_projection(16, 8), prediction=H.byol_prediction(16, 8), total_steps=10),
-        "SimSiam": dict(projection=H.simsiam_projection(output_dim=16), prediction=H.simsiam_prediction(8, 16)),
+        "BYOL": dict(projection=H.byol_projection(16, 8), prediction=H.byol_prediction(16, 8),
+                     total_steps=10),
+        "SimSiam": dict(projection=H.simsiam_projection(output_dim=16),
+                        prediction=H.simsiam_prediction(8, 16)),
         "BarlowTwins": dict(projection=H.barlow_projection(dim=16)),
         "VICReg": dict(projection=H.vicreg_projection(dim=16)),
     }
