@@ -1,0 +1,50 @@
+"""In-graph, batched image augmentations for contrastive vision SSL (SimCLR, MoCo v2, BYOL).
+
+Every op and preset is ``f(images, training=True) -> float32 images in [0, 1]`` with per-sample
+randomness that works eagerly, in ``tf.function``, in ``tf.data`` and under ``jit_compile``; see
+:mod:`keras_ssl.augment.ops` for the contract and the randomness design.
+"""
+
+from keras_ssl.augment.grid import render_views
+from keras_ssl.augment.ops import (
+    Augmentation,
+    ColorJitter,
+    Compose,
+    GaussianBlur,
+    RandomFlip,
+    RandomGrayscale,
+    RandomResizedCrop,
+    Solarize,
+    adjust_brightness,
+    adjust_contrast,
+    adjust_hue,
+    adjust_saturation,
+    crop_and_resize,
+    gaussian_blur,
+    grayscale,
+    to_float_images,
+)
+from keras_ssl.augment.presets import byol, moco_v2, simclr
+
+__all__ = [
+    "Augmentation",
+    "ColorJitter",
+    "Compose",
+    "GaussianBlur",
+    "RandomFlip",
+    "RandomGrayscale",
+    "RandomResizedCrop",
+    "Solarize",
+    "adjust_brightness",
+    "adjust_contrast",
+    "adjust_hue",
+    "adjust_saturation",
+    "byol",
+    "crop_and_resize",
+    "gaussian_blur",
+    "grayscale",
+    "moco_v2",
+    "render_views",
+    "simclr",
+    "to_float_images",
+]

@@ -1,0 +1,42 @@
+"""Tile images and their augmented views into one picture, to eyeball an augmentation pipeline."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+
+from keras_ssl.augment.ops import to_float_images
+from keras_ssl.backend import tf
+
+Augment = Union[Callable, Sequence[Callable]]
+
+
+def render_views(images, augment: Augment, n_images: int = 8, n_views: int = 4,
+                 path: Optional[str] = None) -> np.ndarray:
+    """Grid of ``n_images`` rows: the original, then ``n_views`` augmented views.
+
+    ``images``: ``[batch, H, W, C]`` (``uint8`` or float ``[0, 1]``, ``C`` 1 or 3); the first
+    ``n_images`` are used. ``augment``: a callable (e.g. a preset), or a sequence of callables used
+    in turn (e.g. BYOL's pair). Originals are resized (bilinear) to the views' size ``h x w``.
+    Returns ``uint8 [rows * h, (1 + n_views) * w, 3]``; writes it as PNG to ``path`` if given.
+    """
+    augments = list(augment) if isinstance(augment, (list, tuple)) else [augment]
+    x, _ = to_float_images(images)
+    x = x[:n_images]
+    views = [tf.convert_to_tensor(augments[k % len(augments)](x)) for k in range(n_views)]
+    size = tuple(views[0].shape[1:3]) if views else tuple(x.shape[1:3])
+    originals = x if tuple(x.shape[1:3]) == size else tf.image.resize(x, size, method="bilinear")
+    columns = [originals] + views  # each [rows, h, w, C]
+    grid = tf.concat([tf.concat(tf.unstack(c, axis=0), axis=0) for c in columns], axis=1)
+    grid = tf.clip_by_value(grid, 0.0, 1.0)
+    if grid.shape[-1] == 1:
+        grid = tf.tile(grid, [1, 1, 3])
+    elif grid.shape[-1] != 3:
+        raise ValueError(f"render_views needs 1 or 3 channels, got {grid.shape[-1]}.")
+    out = np.round(grid.numpy() * 255.0).astype(np.uint8)
+    if path is not None:
+        from PIL import Image  # installed with matplotlib
+
+        Image.fromarray(out).save(path, format="PNG")
+    return out
