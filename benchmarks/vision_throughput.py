@@ -1,0 +1,127 @@
+"""Vision throughput: images/second of ``vision.SimCLR.fit`` against a plain ``train_step``, same run.
+
+Both train SimCLR (ResNet-18 CIFAR, 32x32 RGB, batch 128, projection 2048 -> 128, NT-Xent, SGD) on the
+same random images with random-resized-crop + flip + colour-jitter views:
+
+* ``plain``: a hand-written ``keras.Model`` whose ``train_step`` augments with ``tf.image`` ops per
+  image (``tf.map_fn``) and computes NT-Xent, in graph mode without XLA: the reference.
+* ``plain_xla``: the same with ``jit_compile=True`` where it compiles (falls back if it does not).
+* ``ours``: ``vision.SimCLR`` with ``augment.simclr(32)`` in the graph, ``jit_compile=False``.
+* ``ours_xla``: the same with ``jit_compile=True`` (keras_ssl's augmentations compile under XLA).
+
+Run: ``python benchmarks/vision_throughput.py`` (``--quick`` for a smoke run). Prints images/s, the
+ratio to ``plain``, and writes ``benchmarks/results/vision_throughput.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+from keras_ssl import augment, losses, vision
+from keras_ssl.backend import keras, tf
+from keras_ssl.vision import heads as H
+from keras_ssl.vision.backbones import resnet18_cifar
+
+
+class PlainSimCLR(keras.Model):
+    """The reference: a straightforward SimCLR ``train_step`` with ``tf.image`` augmentations."""
+
+    def __init__(self, encoder, projection, temperature=0.5):
+        super().__init__()
+        self.encoder, self.projection, self.temperature = encoder, projection, temperature
+
+    def _augment_one(self, image):
+        size = tf.shape(image)[0]
+        crop = tf.image.random_crop(image, [24, 24, 3])
+        image = tf.image.resize(crop, [size, size])
+        image = tf.image.random_flip_left_right(image)
+        image = tf.image.random_brightness(image, 0.4)
+        image = tf.image.random_contrast(image, 0.6, 1.4)
+        image = tf.image.random_saturation(image, 0.6, 1.4)
+        image = tf.image.random_hue(image, 0.1)
+        return tf.clip_by_value(image, 0.0, 1.0)
+
+    def augment(self, images):
+        return tf.map_fn(self._augment_one, images)
+
+    def train_step(self, images):
+        v1, v2 = self.augment(images), self.augment(images)
+        with tf.GradientTape() as tape:
+            z1 = self.projection(self.encoder(v1, training=True), training=True)
+            z2 = self.projection(self.encoder(v2, training=True), training=True)
+            loss, _ = losses.nt_xent(z1, z2, self.temperature)
+        variables = self.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return {"loss": loss}
+
+
+def build(path: str, seed: int = 0):
+    keras.utils.set_random_seed(seed)
+    encoder = resnet18_cifar((32, 32, 3))
+    projection = H.simclr_projection(output_dim=128, hidden_dim=2048, synchronized_bn=False)
+    if path.startswith("plain"):
+        model = PlainSimCLR(encoder, projection)
+    else:
+        model = vision.SimCLR(encoder, augment=augment.simclr(32, seed=seed), projection=projection,
+                              temperature=0.5)
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), jit_compile=path.endswith("xla"))
+    return model
+
+
+def measure(path: str, images: np.ndarray, batch: int, steps: int, repeats: int, warmup: int) -> dict:
+    model = build(path)
+    data = tf.data.Dataset.from_tensor_slices(images).batch(batch, drop_remainder=True).repeat()
+    start = time.perf_counter()
+    try:
+        model.fit(data, steps_per_epoch=warmup, epochs=1, verbose=0)
+    except Exception as err:  # e.g. an op with no XLA kernel
+        return {"path": path, "error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"}
+    warm = time.perf_counter() - start
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+        rates.append(batch * steps / (time.perf_counter() - start))
+    return {"path": path, "images_per_s": statistics.median(rates), "all": rates, "warmup_s": warm}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--paths", nargs="+", default=["plain", "plain_xla", "ours", "ours_xla"])
+    parser.add_argument("--quick", action="store_true", help="batch 32, 2 steps, 1 repeat")
+    args = parser.parse_args()
+    if args.quick:
+        args.batch_size, args.steps, args.repeats, args.warmup = 32, 2, 1, 1
+    images = np.random.default_rng(0).random((args.batch_size * 4, 32, 32, 3)).astype(np.float32)
+    results = [measure(p, images, args.batch_size, args.steps, args.repeats, args.warmup) for p in args.paths]
+    reference = next((r["images_per_s"] for r in results
+                      if r["path"] == "plain" and "images_per_s" in r), None)
+    print(f"SimCLR ResNet-18 32x32, batch {args.batch_size}, {args.repeats} x {args.steps} steps; "
+          f"{os.cpu_count()} CPUs, TF {tf.__version__}")
+    print(f"{'path':12s} {'images/s':>9s} {'vs plain':>9s} {'warmup s':>9s}")
+    for r in results:
+        if "error" in r:
+            print(f"{r['path']:12s} failed: {r['error']}")
+            continue
+        ratio = r["images_per_s"] / reference if reference else float("nan")
+        r["ratio_vs_plain"] = ratio
+        print(f"{r['path']:12s} {r['images_per_s']:9.1f} {ratio:8.2f}x {r['warmup_s']:9.1f}")
+    os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
+    with open(os.path.join(os.path.dirname(__file__), "results", "vision_throughput.json"), "w") as f:
+        json.dump({"config": vars(args), "machine": platform.platform(), "cpus": os.cpu_count(),
+                   "tensorflow": tf.__version__, "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
