@@ -5,5 +5,5 @@ from keras_ssl.vision.base import VisionSSLModel, as_float_images
 from keras_ssl.vision.data import image_dataset
 from keras_ssl.vision.methods import BYOL, BarlowTwins, MoCo, SimCLR, SimSiam, VICReg
 
-__all__ = ["BYOL", "BarlowTwins", "MoCo", "SimCLR", "SimSiam", "VICReg", "VisionSSLModel", "as_float_images", "image_dataset",
-           "backbones", "heads"]
+__all__ = ["BYOL", "BarlowTwins", "MoCo", "SimCLR", "SimSiam", "VICReg", "VisionSSLModel", "as_float_images",
+           "backbones", "heads", "image_dataset"]
