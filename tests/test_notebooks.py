@@ -39,6 +39,16 @@ EXPECTED_OUTPUT = {
         "cosine(loop, loop)",
         "reloaded logits identical: True",
     ],
+    "vision_digits.ipynb": [
+        "epochs=2 batch=8 method=SimCLR",  # the overrides reached the kernel
+        "grid (192, 160, 3) uint8",  # render_views ran
+        "before training: knn_accuracy =",
+        "Epoch 2: knn_accuracy =",  # KNNMonitor ran (every epoch at 2 epochs)
+        "collapsed: False",  # CollapseMonitor ran and found no collapse
+        "probe_shifted gain over random init",  # the digits_report table
+        "linear probe accuracy (shifted test digits)",
+        "reloaded features identical: True",
+    ],
 }
 EXECUTABLE_MARK = "kernel executable: "
 
