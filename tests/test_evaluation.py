@@ -248,8 +248,8 @@ def test_collapse_monitor_warns_and_stops_on_constant_features():
     for fix in ("learning rate", "stop-gradient", "predictor", "batch", "temperature", "weight decay"):
         assert fix in message
     assert len(history.history["loss"]) == 1  # stopped after the first epoch
-    assert history.history["embedding_std"] == [pytest.approx(0.0, abs=1e-6)]
-    assert history.history["effective_rank"] == [pytest.approx(1.0, abs=1e-5)]
+    assert history.history["feature_std"] == [pytest.approx(0.0, abs=1e-6)]
+    assert history.history["feature_effective_rank"] == [pytest.approx(1.0, abs=1e-5)]
     assert monitor.collapsed_epoch == 0
 
 
@@ -262,9 +262,9 @@ def test_collapse_monitor_quiet_on_random_features():
         history = fit(TinyEncoder("random"), [monitor], epochs=3)
     assert len(history.history["loss"]) == 3
     assert monitor.collapsed_epoch is None
-    for std in history.history["embedding_std"]:
+    for std in history.history["feature_std"]:
         assert std == pytest.approx(1 / math.sqrt(16), rel=0.05)
-    assert min(history.history["effective_rank"]) > 14
+    assert min(history.history["feature_effective_rank"]) > 14
 
 
 def test_collapse_monitor_effective_rank_and_divergence():
@@ -273,8 +273,8 @@ def test_collapse_monitor_effective_rank_and_divergence():
     with pytest.warns(CollapseWarning, match="low-dimensional subspace"):
         history = fit(TinyEncoder("rank_one"), [rank_monitor], epochs=4)
     assert len(history.history["loss"]) == 4  # stop=False keeps training
-    assert history.history["embedding_std"][0] > 0.1 / math.sqrt(16)  # the std test alone misses it
-    assert history.history["effective_rank"] == [pytest.approx(1.0, abs=1e-5)] * 2
+    assert history.history["feature_std"][0] > 0.1 / math.sqrt(16)  # the std test alone misses it
+    assert history.history["feature_effective_rank"] == [pytest.approx(1.0, abs=1e-5)] * 2
     assert rank_monitor.collapsed_epoch == 1
 
     with pytest.warns(CollapseWarning, match="NaN"):

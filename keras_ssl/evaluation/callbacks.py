@@ -81,7 +81,7 @@ class CollapseMonitor(keras.callbacks.Callback):
     """Detect representation collapse at epoch end and (optionally) stop training.
 
     Every ``every`` epochs, encodes ``data`` (a small unlabelled batch: array, ``(x, y)`` or dataset; labels
-    ignored), writes ``logs["embedding_std"]`` and ``logs["effective_rank"]`` and, when
+    ignored), writes ``logs["feature_std"]`` and ``logs["feature_effective_rank"]`` and, when
     ``embedding_std < min_std_ratio / sqrt(D)`` (healthy: ``~1/sqrt(D)``), ``effective_rank <
     min_effective_rank`` or the features are not finite, issues a :class:`CollapseWarning` naming the
     problem and likely fixes, and sets ``self.model.stop_training`` if ``stop``.
@@ -129,8 +129,8 @@ class CollapseMonitor(keras.callbacks.Callback):
         rank = effective_rank(features) if finite else float("nan")
         self.history.append((epoch, std, rank))
         if logs is not None:
-            logs["embedding_std"] = std
-            logs["effective_rank"] = rank
+            logs["feature_std"] = std
+            logs["feature_effective_rank"] = rank
         problem = self._problem(features, std, rank)
         if problem is None:
             return

@@ -50,6 +50,7 @@ class SSLModel(keras.Model):
 
     def post_step(self) -> None:
         """Updates after the optimizer step (EMA, queues). Nothing by default."""
+        return None
 
     def optimized_variables(self) -> list:
         """Variables the optimizer updates: all trainable ones unless a method excludes some."""
