@@ -125,3 +125,11 @@ def test_bad_inputs_give_clear_errors():
     bad[0, 0, 0, 0] = np.nan
     with pytest.raises(NonFiniteLossError, match="learning rate"):
         _fit_simclr(bad)
+
+
+def test_target_network_keeps_synchronised_batch_norm():
+    encoder = small_cnn((12, 12, 1), width=4, sync_batchnorm=True)
+    target = vision.base.clone_network(encoder, "target")
+    bns = [layer for layer in target.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert bns and all(layer.synchronized for layer in bns)
+    np.testing.assert_allclose(target(IMAGES, training=True).numpy(), encoder(IMAGES, training=True).numpy())

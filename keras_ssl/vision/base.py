@@ -31,10 +31,17 @@ def as_float_images(images) -> tf.Tensor:
     return tf.cast(images, tf.float32)
 
 
+def _clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+    config = layer.get_config()
+    if isinstance(layer, keras.layers.BatchNormalization) and getattr(layer, "synchronized", False):
+        config["synchronized"] = True  # tf_keras drops it from get_config: keep BN statistics global
+    return layer.__class__.from_config(config)
+
+
 def clone_network(model: keras.Model, name: str) -> keras.Model:
     """A copy of ``model`` with its own variables and the same weights (for EMA targets)."""
     try:
-        copy = keras.models.clone_model(model)
+        copy = keras.models.clone_model(model, clone_function=_clone_layer)
     except (ValueError, TypeError) as err:
         raise ValueError(
             f"Cannot clone {model.name} to make the momentum/target network: use a functional or "
