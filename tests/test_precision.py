@@ -6,24 +6,15 @@ Tiny models, two steps each: the losses are finite, the weights move, and the lo
 
 import numpy as np
 import pytest
+from tiny_vision import TINY_HEADS
 
 from keras_ssl import vision
 from keras_ssl.backend import keras, tf
-from keras_ssl.vision import heads as H
 from keras_ssl.vision.backbones import small_cnn
 
 MODES = ["mixed_float16", "mixed_bfloat16", "jit"]
 
-VISION = {
-    "SimCLR": lambda: dict(projection=H.simclr_projection(output_dim=8, hidden_dim=16), temperature=0.5),
-    "MoCo": lambda: dict(projection=H.moco_projection(16, 8), queue_size=16, momentum=0.9),
-    "BYOL": lambda: dict(projection=H.byol_projection(16, 8), prediction=H.byol_prediction(16, 8),
-                         total_steps=10),
-    "SimSiam": lambda: dict(projection=H.simsiam_projection(output_dim=16),
-                            prediction=H.simsiam_prediction(8, 16)),
-    "BarlowTwins": lambda: dict(projection=H.barlow_projection(dim=16)),
-    "VICReg": lambda: dict(projection=H.vicreg_projection(dim=16)),
-}
+VISION = TINY_HEADS
 
 
 @pytest.fixture

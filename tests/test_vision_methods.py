@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tiny_vision import TINY_HEADS
 
 from keras_ssl import losses, vision
 from keras_ssl.backend import keras, tf
 from keras_ssl.training.base import NonFiniteLossError
-from keras_ssl.vision import heads as H
 from keras_ssl.vision.backbones import small_cnn
 
 IMAGES = np.random.default_rng(0).random((16, 12, 12, 1)).astype(np.float32)
@@ -16,17 +16,7 @@ IMAGES = np.random.default_rng(0).random((16, 12, 12, 1)).astype(np.float32)
 
 def make(name: str, **overrides):
     keras.utils.set_random_seed(0)
-    specs = {
-        "SimCLR": dict(projection=H.simclr_projection(output_dim=8, hidden_dim=16)),
-        "MoCo": dict(projection=H.moco_projection(16, 8), queue_size=40, momentum=0.9),
-        "BYOL": dict(projection=H.byol_projection(16, 8), prediction=H.byol_prediction(16, 8),
-                     total_steps=10),
-        "SimSiam": dict(projection=H.simsiam_projection(output_dim=16),
-                        prediction=H.simsiam_prediction(8, 16)),
-        "BarlowTwins": dict(projection=H.barlow_projection(dim=16)),
-        "VICReg": dict(projection=H.vicreg_projection(dim=16)),
-    }
-    return getattr(vision, name)(small_cnn((12, 12, 1), width=4), **{**specs[name], **overrides})
+    return getattr(vision, name)(small_cnn((12, 12, 1), width=4), **{**TINY_HEADS[name](), **overrides})
 
 
 METHODS = ["SimCLR", "MoCo", "BYOL", "SimSiam", "BarlowTwins", "VICReg"]

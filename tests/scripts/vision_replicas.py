@@ -5,6 +5,7 @@ subprocess: the two logical CPU devices must be configured before TensorFlow sta
 """
 
 import json
+import os
 import sys
 
 import numpy as np
@@ -17,23 +18,16 @@ tf.config.set_logical_device_configuration(
 )
 
 from keras_ssl import vision  # noqa: E402
-from keras_ssl.vision import heads as H  # noqa: E402
 from keras_ssl.vision.backbones import small_cnn  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tiny_vision import TINY_HEADS  # noqa: E402
 
 rng = np.random.default_rng(0)
 images = rng.random((16, 12, 12, 1)).astype(np.float32)
 data = tf.data.Dataset.from_tensors(images)
 
-SPECS = {
-    "SimCLR": lambda: dict(projection=H.simclr_projection(output_dim=8, hidden_dim=16), temperature=0.5),
-    "MoCo": lambda: dict(projection=H.moco_projection(16, 8), queue_size=40, momentum=0.9),
-    "BYOL": lambda: dict(projection=H.byol_projection(16, 8), prediction=H.byol_prediction(16, 8),
-                         total_steps=10),
-    "SimSiam": lambda: dict(projection=H.simsiam_projection(output_dim=16),
-                            prediction=H.simsiam_prediction(8, 16)),
-    "BarlowTwins": lambda: dict(projection=H.barlow_projection(dim=16)),
-    "VICReg": lambda: dict(projection=H.vicreg_projection(dim=16)),
-}
+SPECS = TINY_HEADS
 
 
 def run(name, strategy, start=None):
