@@ -1,0 +1,253 @@
+"""``export_saved_model``: SavedModels that load and serve with stock TensorFlow alone.
+
+Vision models (any keras_ssl vision method, or a plain Keras image encoder) export:
+
+* ``serving_default``: ``images`` uint8 ``[batch, height, width, channels]`` of any height and
+  width -> ``embedding`` float32 ``[batch, D]`` and, where the method has one, ``projection``
+  float32 ``[batch, P]``. Pixels are scaled to ``[0, 1]`` and resized (bilinear) to the
+  encoder's input size inside the graph, as in training.
+* ``serve_float``: the same for float32 images already in ``[0, 1]``.
+
+A :class:`~keras_ssl.text.MaskedLanguageModel` exports:
+
+* ``serving_default``: ``text`` string ``[batch]`` -> fill-mask results for every mask token
+  (``top_k_tokens`` string, ``top_k_ids`` int32, ``top_k_scores`` float32, each
+  ``[batch, max_masks, top_k]``; ``mask_positions`` int32 ``[batch, max_masks]``, ``-1`` where a
+  row has fewer masks; ``num_masks`` int32 ``[batch]``) and ``embedding`` float32
+  ``[batch, hidden]`` (mean of the last hidden states over real tokens). A text without a mask
+  token gets ``num_masks == 0`` and only padding in its rows: an empty result, not an error.
+* ``tokenize``: ``text`` -> ``input_ids``, ``attention_mask``, ``token_type_ids`` int32
+  ``[batch, length]``: the Hugging Face fast tokenizer's ids, computed with core TF ops.
+* ``from_token_ids``: ``input_ids``, ``attention_mask`` int32 ``[batch, length]`` -> ``logits``
+  float32 ``[batch, length, vocab]`` and ``embedding`` float32 ``[batch, hidden]``.
+
+With ``include_strings=False`` (required for tokenizers core TF cannot reproduce, such as
+SentencePiece or byte-level BPE), only ``from_token_ids`` is exported and it is also
+``serving_default``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Dict, Optional
+
+from keras_ssl.backend import keras, tf
+from keras_ssl.export.wordpiece import CoreWordPiece, ExportError
+
+
+def export_saved_model(
+    model,
+    path: str,
+    *,
+    overwrite: bool = False,
+    include_strings: bool = True,
+    top_k: int = 5,
+    max_length: Optional[int] = None,
+) -> str:
+    """Write a SavedModel of ``model`` to ``path`` that serves with TensorFlow alone; returns ``path``.
+
+    ``model``: a :class:`~keras_ssl.text.MaskedLanguageModel`, a keras_ssl vision method, or a
+    Keras model mapping images ``[batch, H, W, C]`` to features ``[batch, D]``.
+    ``overwrite``: replace a non-empty ``path`` (the new export is written aside first, so a failed
+    export never destroys the old one). Text only: ``include_strings`` adds the raw-string
+    signatures, ``top_k`` is the number of fill-mask candidates per mask, ``max_length`` caps the
+    tokenized length (default: the model's position limit, at most 512).
+    See the module docstring for the signatures.
+    """
+    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)) and not overwrite:
+        raise FileExistsError(
+            f"{path!r} already exists and is not empty. Pass overwrite=True to replace it, or export to "
+            "a new version directory (TensorFlow Serving loads numbered versions, e.g. export/2)."
+        )
+    module, signatures = _serving_module(model, include_strings, top_k, max_length)
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    try:
+        tf.saved_model.save(module, staging, signatures=signatures)
+        if os.path.exists(path):
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        os.replace(staging, path)
+    finally:
+        if os.path.exists(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def _serving_module(model, include_strings: bool, top_k: int, max_length: Optional[int]):
+    from keras_ssl.text.model import MaskedLanguageModel
+    from keras_ssl.vision.base import VisionSSLModel
+
+    if isinstance(model, MaskedLanguageModel):
+        if not model.hf_model.built:
+            raise ExportError(
+                "The model's weights do not exist yet. Call it on a batch first (model(batch)) or load "
+                "it with MaskedLanguageModel.from_pretrained."
+            )
+        module = _TextServing(model, include_strings, top_k, max_length)
+        return module, module.signatures()
+    if isinstance(model, VisionSSLModel):
+        module = _VisionServing(model.encoder, getattr(model, "projection", None))
+        return module, module.signatures()
+    if isinstance(model, keras.Model):
+        if not model.built or not model.inputs:
+            raise ExportError(
+                f"{model.name} is not built: its input shape is unknown, so the export cannot fix the "
+                "image size. Build it first (give the first layer input_shape=..., or call it on a batch)."
+            )
+        if len(model.inputs[0].shape) != 4 or len(model.outputs[0].shape) != 2:
+            raise ExportError(
+                f"{model.name} maps {model.inputs[0].shape} to {model.outputs[0].shape}; a plain Keras "
+                "model is exported as an image encoder, images [batch, H, W, C] -> features [batch, D]."
+            )
+        module = _VisionServing(model, None)
+        return module, module.signatures()
+    raise ExportError(
+        f"Cannot export a {type(model).__name__}: pass a MaskedLanguageModel, a keras_ssl vision method "
+        "(SimCLR, MoCo, ...) or a built Keras image encoder."
+    )
+
+
+def _as_float32(x) -> tf.Tensor:
+    return tf.cast(x, tf.float32)
+
+
+class _VisionServing(tf.Module):
+    def __init__(self, encoder: keras.Model, projection=None):
+        super().__init__(name="keras_ssl_vision")
+        self.encoder = encoder
+        self.projection = projection
+        height, width, channels = encoder.inputs[0].shape[1:]
+        if height is None or width is None or channels is None:
+            raise ExportError(
+                f"The encoder's input shape {encoder.inputs[0].shape} must fix height, width and channels "
+                "so served images can be resized to it."
+            )
+        self.size = (int(height), int(width))
+        self.channels = int(channels)
+
+    def _outputs(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
+        if images.shape[1:3] != self.size:
+            images = tf.image.resize(images, self.size, method="bilinear")
+        features = self.encoder(images, training=False)
+        out = {"embedding": _as_float32(features)}
+        if self.projection is not None:
+            out["projection"] = _as_float32(self.projection(features, training=False))
+        return out
+
+    def signatures(self) -> dict:
+        channels = self.channels
+
+        def image_spec(dtype):
+            return [tf.TensorSpec([None, None, None, channels], dtype, name="images")]
+
+        @tf.function(autograph=False, input_signature=image_spec(tf.uint8))
+        def serve(images):
+            return self._outputs(tf.cast(images, tf.float32) / 255.0)
+
+        @tf.function(autograph=False, input_signature=image_spec(tf.float32))
+        def serve_float(images):
+            return self._outputs(images)
+
+        self.serve, self.serve_float = serve, serve_float
+        return {"serving_default": serve, "serve_float": serve_float}
+
+
+class _TextServing(tf.Module):
+    def __init__(self, mlm, include_strings: bool, top_k: int, max_length: Optional[int]):
+        super().__init__(name="keras_ssl_text")
+        self.hf_model = mlm.hf_model
+        self._encode = mlm._encoder
+        self._split = mlm._split
+        tokenizer = mlm.tokenizer
+        self.vocab_size = int(mlm.hf_model.config.vocab_size)
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1; got {top_k}.")
+        self.top_k = min(int(top_k), self.vocab_size)
+        limit = min(mlm.max_positions or 512, 512)
+        self.max_length = min(int(max_length), limit) if max_length else limit
+        self.mask_id = int(tokenizer.mask_token_id)
+        self.include_strings = include_strings
+        if include_strings:
+            self.tokenizer = CoreWordPiece(tokenizer, self.max_length)
+            tokens = tokenizer.convert_ids_to_tokens(list(range(self.vocab_size)))
+            self.vocabulary = tf.constant(["" if t is None else t for t in tokens])
+
+    # --- model pieces ----------------------------------------------------------------------
+    def _hidden(self, input_ids, attention_mask) -> tf.Tensor:
+        return self._encode(input_ids, attention_mask, training=False)
+
+    def _logits_at(self, hidden, input_ids, attention_mask, positions=None) -> tf.Tensor:
+        """Logits for ``hidden [b, l, h]`` (or only at ``positions [b, m]``)."""
+        if self._split is not None:
+            if positions is not None:
+                hidden = tf.gather(hidden, tf.maximum(positions, 0), batch_dims=1)
+            return _as_float32(self._split[1](hidden, False))
+        logits = self.hf_model(input_ids=input_ids, attention_mask=attention_mask, training=False).logits
+        if positions is not None:
+            logits = tf.gather(logits, tf.maximum(positions, 0), batch_dims=1)
+        return _as_float32(logits)
+
+    @staticmethod
+    def _mean_pool(hidden, attention_mask) -> tf.Tensor:
+        hidden = _as_float32(hidden)
+        weight = tf.cast(attention_mask, tf.float32)[..., None]
+        return tf.reduce_sum(hidden * weight, 1) / tf.maximum(tf.reduce_sum(weight, 1), 1.0)
+
+    def _from_ids(self, input_ids, attention_mask) -> Dict[str, tf.Tensor]:
+        if self._split is None:
+            out = self.hf_model(input_ids=input_ids, attention_mask=attention_mask, training=False,
+                                output_hidden_states=True)
+            logits, hidden = out.logits, out.hidden_states[-1]
+        else:
+            hidden = self._hidden(input_ids, attention_mask)
+            logits = self._split[1](hidden, False)
+        return {"logits": _as_float32(logits), "embedding": self._mean_pool(hidden, attention_mask)}
+
+    def _fill_mask(self, text) -> Dict[str, tf.Tensor]:
+        enc = self.tokenizer(text)
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        hidden = self._hidden(ids, mask)
+        is_mask = tf.equal(ids, self.mask_id) & tf.equal(mask, 1)
+        length = tf.shape(ids)[1]
+        where = tf.ragged.boolean_mask(tf.broadcast_to(tf.range(length)[None, :], tf.shape(ids)), is_mask)
+        positions = where.to_tensor(default_value=-1)  # [b, m]
+        valid = positions >= 0
+        logits = self._logits_at(hidden, ids, mask, positions)  # [b, m, vocab]
+        scores, top_ids = tf.math.top_k(tf.nn.softmax(logits, axis=-1), k=self.top_k)
+        top_ids = tf.where(valid[..., None], top_ids, -1)
+        scores = tf.where(valid[..., None], scores, 0.0)
+        tokens = tf.where(valid[..., None], tf.gather(self.vocabulary, tf.maximum(top_ids, 0)), "")
+        return {
+            "top_k_tokens": tokens,
+            "top_k_ids": top_ids,
+            "top_k_scores": scores,
+            "mask_positions": positions,
+            "num_masks": tf.cast(where.row_lengths(), tf.int32),
+            "embedding": self._mean_pool(hidden, mask),
+        }
+
+    def signatures(self) -> dict:
+        ids_spec = [tf.TensorSpec([None, None], tf.int32, name="input_ids"),
+                    tf.TensorSpec([None, None], tf.int32, name="attention_mask")]
+
+        @tf.function(autograph=False, input_signature=ids_spec)
+        def from_token_ids(input_ids, attention_mask):
+            return self._from_ids(input_ids, attention_mask)
+
+        self.from_token_ids = from_token_ids
+        if not self.include_strings:
+            return {"serving_default": from_token_ids, "from_token_ids": from_token_ids}
+
+        @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        def fill_mask(text):
+            return self._fill_mask(text)
+
+        @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        def tokenize(text):
+            return self.tokenizer(text)
+
+        self.fill_mask, self.tokenize = fill_mask, tokenize
+        return {"serving_default": fill_mask, "tokenize": tokenize, "from_token_ids": from_token_ids}

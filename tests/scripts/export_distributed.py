@@ -1,0 +1,42 @@
+"""Train under a 2-replica MirroredStrategy, then export: SimCLR and a tiny MaskedLanguageModel.
+
+Usage: export_distributed.py OUT_DIR. Writes OUT_DIR/vision and OUT_DIR/text SavedModels and
+OUT_DIR/check.npz with inputs and the in-Python outputs to compare against. Runs as a subprocess:
+the two logical CPU devices must be configured before TensorFlow starts.
+"""
+
+import os
+import sys
+
+import numpy as np
+
+from keras_ssl.backend import keras, tf
+
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0],
+    [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()],
+)
+
+from keras_ssl import vision  # noqa: E402
+from keras_ssl.export import export_saved_model  # noqa: E402
+from keras_ssl.vision.backbones import small_cnn  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tiny_vision import TINY_HEADS  # noqa: E402
+
+out_dir = sys.argv[1]
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+assert strategy.num_replicas_in_sync == 2
+rng = np.random.default_rng(0)
+with strategy.scope():
+    keras.utils.set_random_seed(0)
+    model = vision.SimCLR(small_cnn((16, 16, 1), width=4, sync_batchnorm=True), **TINY_HEADS["SimCLR"]())
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+model.fit(rng.integers(0, 256, (32, 16, 16, 1)).astype(np.uint8), batch_size=16, epochs=1, verbose=0)
+export_saved_model(model, os.path.join(out_dir, "vision"))
+
+images = rng.integers(0, 256, (6, 16, 16, 1)).astype(np.uint8)
+embedding = model.predict(images, verbose=0)
+projection = model.projection(embedding, training=False).numpy()
+np.savez(os.path.join(out_dir, "check.npz"), images=images, embedding=embedding, projection=projection)
+print("exported under", type(strategy).__name__)
