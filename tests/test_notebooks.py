@@ -39,6 +39,17 @@ EXPECTED_OUTPUT = {
         "cosine(loop, loop)",
         "reloaded logits identical: True",
     ],
+    "export_serve.ipynb": [
+        "epochs=2 steps=4 max_length=32 batch=8",  # the overrides reached the kernel
+        "outputs['embedding'] tensor_info:",  # saved_model_cli ran
+        "served process imported keras_ssl: False",
+        "embedding max |difference|",
+        "; matches: True",
+        "signatures: ['from_token_ids', 'serving_default', 'tokenize']",
+        "served process imported: []",
+        "num_masks: [1, 1, 0]",
+        "identical top-k: True",
+    ],
     "vision_digits.ipynb": [
         "epochs=2 batch=8 method=SimCLR",  # the overrides reached the kernel
         "grid (192, 160, 3) uint8",  # render_views ran
