@@ -5,7 +5,9 @@ A method is a :class:`SSLModel` subclass that supplies three pieces:
 * :meth:`SSLModel.pretext` turns a batch into views/targets (masking, augmentation);
 * :meth:`SSLModel.compute_loss_and_stats` scores them and returns *this replica's share* of the
   global-batch loss plus health statistics as ``(numerator, denominator)`` pairs;
-* :meth:`SSLModel.post_step` runs after the optimizer step (EMA targets, queues).
+* :meth:`SSLModel.post_step` runs after the optimizer step (EMA targets, queues). It receives the
+  ``step_outputs`` that :meth:`SSLModel.compute_step` returns (e.g. MoCo's gathered keys), so values
+  flow from the loss to the update as tensors of the same traced step: no state is kept on the model.
 
 The base class owns gradients, loss scaling for mixed precision, cross-replica exactness and
 metrics, so every method trains under any ``tf.distribute`` strategy and with ``jit_compile``.
@@ -48,8 +50,19 @@ class SSLModel(keras.Model):
         """Return ``(loss_share, stats)``; loss shares of all replicas sum to the global loss."""
         raise NotImplementedError
 
-    def post_step(self) -> None:
-        """Updates after the optimizer step (EMA, queues). Nothing by default."""
+    def compute_step(self, views: Any, training: bool) -> Tuple[tf.Tensor, Stats, Any]:
+        """``(loss_share, stats, step_outputs)``: :meth:`compute_loss_and_stats` plus what this step
+        hands to :meth:`post_step` (a nest of tensors, or ``None``: the default)."""
+        loss_share, stats = self.compute_loss_and_stats(views, training)
+        return loss_share, stats, None
+
+    def post_step(self, step_outputs: Any = None) -> None:
+        """Updates after the optimizer step (EMA, queues). Nothing by default.
+
+        ``step_outputs`` are the third value of :meth:`compute_step` for this step, computed in the
+        same replica context (so under a strategy, per replica; gather them in the loss if every
+        replica needs the global batch). Overrides that need nothing may omit the argument.
+        """
         return None
 
     def optimized_variables(self) -> list:
@@ -78,7 +91,7 @@ class SSLModel(keras.Model):
         inputs, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         views = self.pretext(inputs, training=True)
         with tf.GradientTape() as tape:
-            loss_share, stats = self.compute_loss_and_stats(views, training=True)
+            loss_share, stats, step_outputs = self.compute_step(views, training=True)
             loss_share = tf.cast(loss_share, tf.float32)
             if self.losses:  # regularisers are per-model, so each replica carries 1/N of them
                 loss_share += tf.add_n([tf.cast(x, tf.float32) for x in self.losses]) / num_replicas()
@@ -92,7 +105,10 @@ class SSLModel(keras.Model):
         optimizer.apply_gradients(
             (g, v) for g, v in zip(gradients, variables) if g is not None
         )
-        self.post_step()
+        if step_outputs is None:
+            self.post_step()
+        else:
+            self.post_step(step_outputs)
         return self._record(loss_share, stats)
 
     def test_step(self, data):

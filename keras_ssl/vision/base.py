@@ -87,7 +87,11 @@ class VisionSSLModel(SSLModel):
     # --- pieces a method supplies -------------------------------------------------------
     def ssl_loss(self, view1: tf.Tensor, view2: tf.Tensor, training: bool
                  ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
-        """Global-batch loss and health values (each a global scalar) for two views."""
+        """Global-batch loss and health values (each a global scalar) for two views.
+
+        May return a third value, the ``step_outputs`` handed to :meth:`post_step` after the
+        optimizer step (MoCo: the gathered keys that enter its queue).
+        """
         raise NotImplementedError
 
     def stat_metrics(self) -> list:
@@ -122,14 +126,18 @@ class VisionSSLModel(SSLModel):
         """``x`` from all replicas, concatenated along the batch axis (gradients flow back)."""
         return replica_gather(x, axis=0)
 
-    def compute_loss_and_stats(self, views, training: bool):
+    def compute_step(self, views, training: bool):
         view1, view2 = views
         self._check_batch_size(view1)
-        loss, health = self.ssl_loss(view1, view2, training)
+        loss, health, *step_outputs = self.ssl_loss(view1, view2, training)
         loss = tf.cast(loss, tf.float32)
         share = 1.0 / num_replicas()
         stats = {name: (tf.cast(value, tf.float32) * share, share) for name, value in health.items()}
-        return loss * share, stats
+        return loss * share, stats, (step_outputs[0] if step_outputs else None)
+
+    def compute_loss_and_stats(self, views, training: bool):
+        loss_share, stats, _ = self.compute_step(views, training)
+        return loss_share, stats
 
     def _check_batch_size(self, images: tf.Tensor) -> None:
         local = images.shape[0]

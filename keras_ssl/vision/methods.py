@@ -47,6 +47,10 @@ class _Projected(VisionSSLModel):
     def project(self, images, training):
         return self.projection(self.encoder(images, training=training), training=training)
 
+    def gathered_projections(self, view1, view2, training):
+        """``(z1, z2)``: both views' projections, each gathered from all replicas ``[global, dim]``."""
+        return self.gather(self.project(view1, training)), self.gather(self.project(view2, training))
+
 
 class SimCLR(_Projected):
     """SimCLR (Chen et al., 2020): NT-Xent over the 2N views of the global batch.
@@ -64,8 +68,7 @@ class SimCLR(_Projected):
         return ("contrastive_accuracy", "embedding_std")
 
     def ssl_loss(self, view1, view2, training):
-        z1 = self.gather(self.project(view1, training))
-        z2 = self.gather(self.project(view2, training))
+        z1, z2 = self.gathered_projections(view1, view2, training)
         loss, accuracy = losses.nt_xent(z1, z2, temperature=self.temperature)
         return loss, {"contrastive_accuracy": accuracy, "embedding_std": losses.embedding_std(z1)}
 
@@ -82,8 +85,7 @@ class BarlowTwins(_Projected):
         self.lambda_ = lambda_
 
     def ssl_loss(self, view1, view2, training):
-        z1 = self.gather(self.project(view1, training))
-        z2 = self.gather(self.project(view2, training))
+        z1, z2 = self.gathered_projections(view1, view2, training)
         loss = losses.barlow_twins_loss(z1, z2, lambda_=self.lambda_)
         return loss, {"embedding_std": losses.embedding_std(z1)}
 
@@ -103,8 +105,7 @@ class VICReg(_Projected):
         return ("invariance", "variance", "covariance", "embedding_std")
 
     def ssl_loss(self, view1, view2, training):
-        z1 = self.gather(self.project(view1, training))
-        z2 = self.gather(self.project(view2, training))
+        z1, z2 = self.gathered_projections(view1, view2, training)
         loss, parts = losses.vicreg_loss(z1, z2, **self.weights_)
         return loss, {**{k: parts[k] for k in ("invariance", "variance", "covariance")},
                       "embedding_std": losses.embedding_std(z1)}
@@ -158,7 +159,7 @@ class _Momentum(_Projected):
             return tf.constant(self.base_momentum)
         return cosine_momentum(self.optimizer.iterations, self.total_steps, base=self.base_momentum)
 
-    def post_step(self):
+    def post_step(self, step_outputs=None):
         online = _structural_weights(self.encoder) + _structural_weights(self.projection)
         target = _structural_weights(self.target_encoder) + _structural_weights(self.target_projection)
         ema_update(target, online, self.momentum())
@@ -211,10 +212,9 @@ class MoCo(_Momentum):
         q = self.gather(self.project(view1, training))
         k = self.gather(self.target(view2, training))
         loss, accuracy = losses.info_nce(q, k, self.queue.values(), temperature=self.temperature)
-        if training:
-            self._keys = k
-        return loss, {"contrastive_accuracy": accuracy, "embedding_std": losses.embedding_std(q)}
+        health = {"contrastive_accuracy": accuracy, "embedding_std": losses.embedding_std(q)}
+        return loss, health, {"keys": k}  # the step's global keys go to post_step
 
-    def post_step(self):
-        super().post_step()
-        self.queue.enqueue(tf.math.l2_normalize(self._keys, axis=-1))
+    def post_step(self, step_outputs=None):
+        super().post_step(step_outputs)
+        self.queue.enqueue(tf.math.l2_normalize(step_outputs["keys"], axis=-1))
