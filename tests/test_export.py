@@ -271,9 +271,53 @@ def test_export_of_a_model_trained_under_mirrored_strategy(tmp_path):
     proc = subprocess.run([sys.executable, script, str(tmp_path / "export")], capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    images = np.load(str(tmp_path / "export" / "check.npz"))
+    check = np.load(str(tmp_path / "export" / "check.npz"))
     out = serve(str(tmp_path / "export" / "vision"),
                 [{"name": "v", "signature": "serving_default", "inputs": ["images"]}],
-                {"v__images": images["images"]}, tmp_path)
-    np.testing.assert_allclose(out["v__embedding"], images["embedding"], atol=1e-5)
-    np.testing.assert_allclose(out["v__projection"], images["projection"], atol=1e-5)
+                {"v__images": check["images"]}, tmp_path)
+    np.testing.assert_allclose(out["v__embedding"], check["embedding"], atol=1e-5)
+    np.testing.assert_allclose(out["v__projection"], check["projection"], atol=1e-5)
+    out = serve(str(tmp_path / "export" / "text"),
+                [{"name": "t", "signature": "from_token_ids", "inputs": ["input_ids", "attention_mask"]}],
+                {"t__input_ids": check["ids"], "t__attention_mask": np.ones_like(check["ids"])}, tmp_path)
+    assert "tokenize" in out["__signatures"]
+    np.testing.assert_allclose(out["t__logits"], check["logits"], atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["distilbert", "bert_without_split"])
+def test_other_architectures_export_the_same_logits(variant, minilm_tokenizer, tmp_path):
+    hf_model = tiny_hf("distilbert" if variant == "distilbert" else "bert")
+    model = MaskedLanguageModel(hf_model, minilm_tokenizer)
+    if variant == "bert_without_split":
+        model._split = None  # an architecture without a known encoder/head split: full logits path
+    export_saved_model(model, str(tmp_path / "e"), max_length=64)
+    loaded = tf.saved_model.load(str(tmp_path / "e"))
+    texts = ["a [MASK] here", "and [MASK] [MASK] there, longer text"]
+    enc = minilm_tokenizer(texts, padding=True, return_tensors="np")
+    ids, mask = enc["input_ids"].astype(np.int32), enc["attention_mask"].astype(np.int32)
+    out = loaded.signatures["from_token_ids"](input_ids=tf.constant(ids), attention_mask=tf.constant(mask))
+    logits = model({"input_ids": ids, "attention_mask": mask}).numpy()
+    np.testing.assert_allclose(out["logits"].numpy(), logits, atol=1e-5)
+    np.testing.assert_allclose(out["embedding"].numpy(), model.encode(texts), atol=1e-5)
+    fill = loaded.signatures["serving_default"](text=tf.constant(texts))
+    expected = model.fill_mask(texts, top_k=5)
+    assert list(fill["top_k_ids"][0, 0].numpy()) == [o["token"] for o in expected[0]]
+    second = [[o["token"] for o in options] for options in expected[1]]
+    assert [list(row) for row in fill["top_k_ids"][1].numpy()] == second
+
+
+def test_mixed_precision_model_exports_float32_outputs(tmp_path):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(0)
+        encoder = small_cnn((16, 16, 1), width=8)
+        model = SimCLR(encoder, **TINY_HEADS["SimCLR"]())
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    export_saved_model(model, str(tmp_path / "mp"))
+    loaded = tf.saved_model.load(str(tmp_path / "mp"))
+    images = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 1)).astype(np.uint8)
+    out = loaded.signatures["serving_default"](images=tf.constant(images))
+    assert out["embedding"].dtype == tf.float32 and out["projection"].dtype == tf.float32
+    np.testing.assert_allclose(out["embedding"].numpy(),
+                               tf.cast(model(images), tf.float32).numpy(), rtol=1e-3, atol=1e-3)
