@@ -162,44 +162,21 @@ def bpe_tokenizers(pydoc_texts):
     import transformers
     from tokenizers import ByteLevelBPETokenizer, SentencePieceBPETokenizer
 
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(
-        pydoc_texts,
-        vocab_size=3000,
-        min_frequency=2,
-        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-        show_progress=False,
-    )
-    roberta = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
-        bos_token="<s>",
-        eos_token="</s>",
-        cls_token="<s>",
-        sep_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        mask_token="<mask>",
-    )
-    gpt2_like = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
-    )
-    spm = SentencePieceBPETokenizer()
-    spm.train_from_iterator(
-        pydoc_texts,
-        vocab_size=3000,
-        min_frequency=2,
-        special_tokens=["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"],
-        show_progress=False,
-    )
-    sentencepiece = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=spm,
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        mask_token="[MASK]",
-    )
-    return {"Ġ": roberta, "▁": sentencepiece, "gpt2_like": gpt2_like}
+    def build(trained, **roles):
+        """``trained`` (a ``tokenizers`` model) as a fast HF tokenizer with the given special roles."""
+        return transformers.PreTrainedTokenizerFast(tokenizer_object=trained, unk_token="<unk>", **roles)
+
+    bpe, spm = ByteLevelBPETokenizer(), SentencePieceBPETokenizer()
+    for model, specials in ((bpe, ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]),
+                            (spm, ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"])):
+        model.train_from_iterator(pydoc_texts, vocab_size=3000, min_frequency=2, special_tokens=specials,
+                                  show_progress=False)
+    return {
+        "Ġ": build(bpe, bos_token="<s>", eos_token="</s>", cls_token="<s>", sep_token="</s>",
+                   pad_token="<pad>", mask_token="<mask>"),
+        "▁": build(spm, cls_token="[CLS]", sep_token="[SEP]", pad_token="<pad>", mask_token="[MASK]"),
+        "gpt2_like": build(bpe, bos_token="<s>", eos_token="</s>"),
+    }
 
 
 # --------------------------------------------------------------------------------------------
