@@ -321,3 +321,14 @@ def test_mixed_precision_model_exports_float32_outputs(tmp_path):
     assert out["embedding"].dtype == tf.float32 and out["projection"].dtype == tf.float32
     np.testing.assert_allclose(out["embedding"].numpy(),
                                tf.cast(model(images), tf.float32).numpy(), rtol=1e-3, atol=1e-3)
+
+
+def test_unbuilt_text_model_gets_a_clear_error(minilm_tokenizer, tmp_path):
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model("bert", vocab_size=len(minilm_tokenizer), hidden_size=16,
+                                  num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    hf_model = TFAutoModelForMaskedLM.from_config(config)
+    assert not hf_model.built  # weights are created on the first call
+    with pytest.raises(ExportError, match="weights do not exist yet"):
+        export_saved_model(MaskedLanguageModel(hf_model, minilm_tokenizer), str(tmp_path / "e"))
