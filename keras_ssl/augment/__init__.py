@@ -1,4 +1,4 @@
-"""In-graph, batched image augmentations for contrastive vision SSL (SimCLR, MoCo v2, BYOL).
+"""In-graph, batched image augmentations for vision SSL (SimCLR, MoCo v2, BYOL presets; digits).
 
 Every op and preset is ``f(images, training=True) -> float32 images in [0, 1]`` with per-sample
 randomness that works eagerly, in ``tf.function``, in ``tf.data`` and under ``jit_compile``; see
@@ -24,7 +24,7 @@ from keras_ssl.augment.ops import (
     grayscale,
     to_float_images,
 )
-from keras_ssl.augment.presets import byol, moco_v2, simclr
+from keras_ssl.augment.presets import RandomStroke, RandomTranslate, byol, digits, moco_v2, simclr
 
 __all__ = [
     "Augmentation",
@@ -34,6 +34,8 @@ __all__ = [
     "RandomFlip",
     "RandomGrayscale",
     "RandomResizedCrop",
+    "RandomStroke",
+    "RandomTranslate",
     "Solarize",
     "adjust_brightness",
     "adjust_contrast",
@@ -41,6 +43,7 @@ __all__ = [
     "adjust_saturation",
     "byol",
     "crop_and_resize",
+    "digits",
     "gaussian_blur",
     "grayscale",
     "moco_v2",
