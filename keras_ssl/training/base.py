@@ -15,6 +15,7 @@ metrics, so every method trains under any ``tf.distribute`` strategy and with ``
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Dict, Mapping, Tuple
 
@@ -70,12 +71,58 @@ class SSLModel(keras.Model):
         return self.trainable_variables
 
     # --- the shared step ----------------------------------------------------------------
-    def fit(self, *args, callbacks=None, **kwargs):
-        """``keras.Model.fit``, plus a guard that stops on a NaN/inf loss with a clear error."""
-        callbacks = list(callbacks or [])
+    def fit(self, *args, **kwargs):
+        """``keras.Model.fit``, plus a guard that stops on a NaN/inf loss with a clear error, and
+        an exact data position when ``keras.callbacks.BackupAndRestore`` resumes mid-run.
+
+        Keras restores the weights, optimizer and epoch/step counters but starts a fresh pass over
+        the data, so a run resumed at step ``k`` of an epoch would train on the epoch's first
+        batches again (and, for a repeated dataset with ``steps_per_epoch``, on the stream's first
+        batches). Here the batches already consumed are skipped first, so the resumed run sees the
+        same batches as an uninterrupted one (given a deterministic dataset; docs/distributed.md).
+        """
+        arguments = inspect.signature(keras.Model.fit).bind(self, *args, **kwargs).arguments
+        arguments.pop("self")
+        callbacks = list(arguments.get("callbacks") or [])
         if not any(isinstance(c, NonFiniteLossError.Guard) for c in callbacks):
             callbacks.append(NonFiniteLossError.Guard())
-        return super().fit(*args, callbacks=callbacks, **kwargs)
+        arguments["callbacks"] = callbacks
+        per_epoch = _recreates_iterator(arguments.get("x"), arguments.get("steps_per_epoch"))
+        self._resume_plan = _ResumePlan(per_epoch, arguments.get("initial_epoch", 0))
+        self._build_optimizer()
+        try:
+            return super().fit(**arguments)
+        finally:
+            self._resume_plan = None
+            if isinstance(self.train_function, _SkipThenTrain):
+                self.train_function = self.train_function.inner
+
+    def _build_optimizer(self) -> None:
+        """Create the optimizer's slots for :meth:`optimized_variables` before ``fit`` starts.
+
+        ``BackupAndRestore`` otherwise builds an unbuilt optimizer on *all* trainable variables
+        (EMA targets included) while a step builds it on the optimized ones only; building it here
+        gives every run the same optimizer variables, so checkpoints restore slot for slot.
+        """
+        optimizer = getattr(self, "optimizer", None)
+        inner = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer
+        unbuilt = isinstance(inner, keras.optimizers.Optimizer) and not getattr(inner, "_built", False)
+        if self.built and unbuilt and self.optimized_variables():
+            with self.distribute_strategy.scope():
+                inner.build(self.optimized_variables())
+
+    def _maybe_load_initial_counters_from_ckpt(self, steps_per_epoch, initial_epoch):
+        epoch, step = super()._maybe_load_initial_counters_from_ckpt(steps_per_epoch, initial_epoch)
+        plan = getattr(self, "_resume_plan", None)
+        if plan is None or (epoch, step) == (initial_epoch, 0):
+            return epoch, step
+        if plan.per_epoch_iterator:  # a fresh pass per epoch: skip this epoch's trained batches
+            skip = step
+        else:  # one stream over all epochs, started at ``first_epoch``
+            skip = (epoch - plan.first_epoch) * int(steps_per_epoch or 0) + step
+        if skip > 0 and self.train_function is not None:
+            self.train_function = _SkipThenTrain(self, self.train_function, skip)
+        return epoch, step
 
     @property
     def metrics(self):
@@ -116,6 +163,39 @@ class SSLModel(keras.Model):
         views = self.pretext(inputs, training=False)
         loss_share, stats = self.compute_loss_and_stats(views, training=False)
         return self._record(tf.cast(loss_share, tf.float32), stats)
+
+
+def _recreates_iterator(x, steps_per_epoch) -> bool:
+    """Whether ``fit`` starts a fresh pass over ``x`` every epoch (the rule of Keras' data adapters)."""
+    if isinstance(x, tf.data.Dataset):
+        return steps_per_epoch is None or int(x.cardinality()) == int(steps_per_epoch)
+    if isinstance(x, (tf.SparseTensor, tf.RaggedTensor)):
+        return True
+    if isinstance(x, (list, tuple)) and x and all(isinstance(v, (int, float, list, tuple)) for v in x):
+        return True  # lists of Python scalars
+    # Arrays and tensors (an endless stream of index batches), generators, Sequences, distributed
+    # datasets: one iterator over all epochs.
+    return False
+
+
+class _ResumePlan:
+    """How ``fit`` reads its data (a plain object: Keras does not track it into checkpoints)."""
+
+    def __init__(self, per_epoch_iterator: bool, first_epoch: int):
+        self.per_epoch_iterator, self.first_epoch = per_epoch_iterator, int(first_epoch)
+
+
+class _SkipThenTrain:
+    """A one-shot ``train_function``: drop ``skip`` batches, then train and put the original back."""
+
+    def __init__(self, model: keras.Model, inner, skip: int):
+        self.model, self.inner, self.skip = model, inner, int(skip)
+
+    def __call__(self, iterator):
+        self.model.train_function = self.inner
+        for _ in range(self.skip):
+            next(iterator)
+        return self.inner(iterator)
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -83,6 +83,9 @@ class VisionSSLModel(SSLModel):
         self.augment = augment
         self.feature_dim = int(encoder.outputs[0].shape[-1])
         self.image_shape = tuple(encoder.inputs[0].shape[1:])
+        # Every weight exists once a method's __init__ has built its heads: callbacks such as
+        # BackupAndRestore need a built model.
+        self.built = True
 
     # --- pieces a method supplies -------------------------------------------------------
     def ssl_loss(self, view1: tf.Tensor, view2: tf.Tensor, training: bool
