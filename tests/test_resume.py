@@ -7,7 +7,8 @@ the same state as an uninterrupted run.
 ``BackupAndRestore(save_freq=N steps)`` and deterministic ops. The chain of runs is killed once per
 model, two steps after a mid-epoch backup, and restarted; a reference process trains the same
 models without interruption. Every variable must match: model weights (EMA targets, queue, queue
-pointer, metric state), optimizer iterations and slots, augmentation step counters.
+pointer, metric state), optimizer iterations and slots, augmentation step counters. The MLM chain
+is marked slow (three BERT traces); an in-process test covers ``fit`` on NumPy arrays.
 """
 
 from __future__ import annotations
