@@ -1,12 +1,14 @@
 """Vision throughput: images/second of ``vision.SimCLR.fit`` against a plain ``train_step``, same run.
 
-Both train SimCLR (ResNet-18 CIFAR, 32x32 RGB, batch 128, projection 2048 -> 128, NT-Xent, SGD) on the
-same random images with random-resized-crop + flip + colour-jitter views:
+All paths train SimCLR (ResNet-18 CIFAR, 32x32 RGB, batch 128, projection 2048 -> 128, NT-Xent, SGD)
+on the same random images with random-resized-crop + flip + colour-jitter views. Each path runs in
+its own process, so each gets the TensorFlow start-up options a user of that path gets:
 
 * ``plain``: a hand-written ``keras.Model`` whose ``train_step`` augments with ``tf.image`` ops per
-  image (``tf.map_fn``) and computes NT-Xent, in graph mode without XLA: the reference.
-* ``plain_xla``: the same with ``jit_compile=True`` where it compiles (falls back if it does not).
-* ``ours``: ``vision.SimCLR`` with ``augment.simclr(32)`` in the graph, ``jit_compile=False``.
+  image (``tf.map_fn``) and computes NT-Xent, graph mode, TensorFlow's default options: the reference.
+* ``plain_xla``: the same with ``jit_compile=True``.
+* ``plain_onednn``: the same with ``TF_ENABLE_ONEDNN_OPTS=1`` (what keras_ssl sets by default).
+* ``ours``: ``vision.SimCLR`` with ``augment.simclr(32)`` in the graph, keras_ssl's defaults.
 * ``ours_xla``: the same with ``jit_compile=True`` (keras_ssl's augmentations compile under XLA).
 
 Run: ``python benchmarks/vision_throughput.py`` (``--quick`` for a smoke run). Prints images/s, the
@@ -20,14 +22,26 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
 
-from keras_ssl import augment, losses, vision
-from keras_ssl.backend import keras, tf
-from keras_ssl.vision import heads as H
-from keras_ssl.vision.backbones import resnet18_cifar
+if __name__ == "__main__" and "--worker" in sys.argv:
+    _path = sys.argv[sys.argv.index("--worker") + 1]
+    if _path.startswith("plain") and _path != "plain_onednn":
+        os.environ.pop("TF_ENABLE_ONEDNN_OPTS", None)
+        import tensorflow  # noqa: F401  (first: TensorFlow's own defaults, not keras_ssl's)
+    elif _path == "plain_onednn":
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
+
+from keras_ssl import augment, losses, vision  # noqa: E402
+from keras_ssl.backend import keras, tf  # noqa: E402
+from keras_ssl.vision import heads as H  # noqa: E402
+from keras_ssl.vision.backbones import resnet18_cifar  # noqa: E402
+
+PATHS = ["plain", "plain_xla", "plain_onednn", "ours", "ours_xla"]
 
 
 class PlainSimCLR(keras.Model):
@@ -89,7 +103,26 @@ def measure(path: str, images: np.ndarray, batch: int, steps: int, repeats: int,
         start = time.perf_counter()
         model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
         rates.append(batch * steps / (time.perf_counter() - start))
-    return {"path": path, "images_per_s": statistics.median(rates), "all": rates, "warmup_s": warm}
+    return {"path": path, "images_per_s": statistics.median(rates), "all": rates, "warmup_s": warm,
+            "onednn": _onednn_on()}
+
+
+def _onednn_on() -> bool:
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def run_worker(path: str, args) -> dict:
+    """Measure ``path`` in a fresh process (its own TensorFlow start-up options)."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", path, "--batch-size", str(args.batch_size),
+           "--steps", str(args.steps), "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode or not lines:
+        return {"path": path, "error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]}
+    return json.loads(lines[-1])
 
 
 def main() -> None:
@@ -98,25 +131,42 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--paths", nargs="+", default=["plain", "plain_xla", "ours", "ours_xla"])
+    parser.add_argument("--paths", nargs="+", default=PATHS)
+    parser.add_argument("--rounds", type=int, default=1, help="run all paths this many times, interleaved")
     parser.add_argument("--quick", action="store_true", help="batch 32, 2 steps, 1 repeat")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.batch_size, args.steps, args.repeats, args.warmup = 32, 2, 1, 1
     images = np.random.default_rng(0).random((args.batch_size * 4, 32, 32, 3)).astype(np.float32)
-    results = [measure(p, images, args.batch_size, args.steps, args.repeats, args.warmup) for p in args.paths]
+    if args.worker:
+        result = measure(args.worker, images, args.batch_size, args.steps, args.repeats, args.warmup)
+        print(json.dumps(result))
+        return
+    runs = [run_worker(p, args) for _ in range(args.rounds) for p in args.paths]
+    results = []
+    for path in args.paths:
+        mine = [r for r in runs if r["path"] == path]
+        ok = [r for r in mine if "error" not in r]
+        if not ok:
+            results.append(mine[0])
+            continue
+        rates = [rate for r in ok for rate in r["all"]]
+        results.append({"path": path, "images_per_s": statistics.median(rates), "all": rates,
+                        "warmup_s": statistics.median(r["warmup_s"] for r in ok), "onednn": ok[0]["onednn"]})
     reference = next((r["images_per_s"] for r in results
                       if r["path"] == "plain" and "images_per_s" in r), None)
     print(f"SimCLR ResNet-18 32x32, batch {args.batch_size}, {args.repeats} x {args.steps} steps; "
           f"{os.cpu_count()} CPUs, TF {tf.__version__}")
-    print(f"{'path':12s} {'images/s':>9s} {'vs plain':>9s} {'warmup s':>9s}")
+    print(f"{'path':13s} {'images/s':>9s} {'vs plain':>9s} {'warmup s':>9s} {'oneDNN':>7s}")
     for r in results:
         if "error" in r:
-            print(f"{r['path']:12s} failed: {r['error']}")
+            print(f"{r['path']:13s} failed: {r['error']}")
             continue
         ratio = r["images_per_s"] / reference if reference else float("nan")
         r["ratio_vs_plain"] = ratio
-        print(f"{r['path']:12s} {r['images_per_s']:9.1f} {ratio:8.2f}x {r['warmup_s']:9.1f}")
+        print(f"{r['path']:13s} {r['images_per_s']:9.1f} {ratio:8.2f}x {r['warmup_s']:9.1f} "
+              f"{'on' if r['onednn'] else 'off':>7s}")
     os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
     with open(os.path.join(os.path.dirname(__file__), "results", "vision_throughput.json"), "w") as f:
         json.dump({"config": vars(args), "machine": platform.platform(), "cpus": os.cpu_count(),
