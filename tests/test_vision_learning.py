@@ -1,34 +1,84 @@
-"""Real learning on real images: SimCLR on scikit-learn's digits beats its random-init encoder.
+"""Real learning on real images: each vision method on scikit-learn's digits beats its random-init encoder.
 
-The measure is where representations matter: a 1,000-label linear probe evaluated on test digits
-shifted by up to 4 pixels (raw pixels fall from ~96 % to ~46 % there; the random-init CNN to ~38 %).
+The measures are where representations matter (:func:`keras_ssl.evaluation.digits_protocol.digits_report`):
+1-NN (cosine) with 5 labels per class, and a 1,000-label linear probe evaluated on test digits
+shifted by up to 4 pixels. The random-init baseline is the very encoder each method starts from
+(``digits_encoder(seed)``), measured the same way. Each method trains with its
+``DIGITS_RECIPES`` settings, as in ``benchmarks/digits_table.py`` (about 50 CPU seconds each).
 """
 
+import numpy as np
 import pytest
 
-from keras_ssl import vision
-from keras_ssl.augment import RandomResizedCrop
-from keras_ssl.backend import keras, tf
+from keras_ssl import augment
+from keras_ssl.backend import tf
 from keras_ssl.datasets import digits
-from keras_ssl.evaluation.digits_protocol import digits_report
-from keras_ssl.vision import heads as H
-from keras_ssl.vision.backbones import small_cnn
+from keras_ssl.evaluation.digits_protocol import (
+    DIGITS_RECIPES,
+    digits_encoder,
+    digits_report,
+    pretrain_on_digits,
+)
+
+SEED = 0
+# Required gains over random init, for every method. In benchmarks/digits_table.py (the same
+# recipes) the gains over seeds 0 and 1 were 0.051-0.124 on 1-NN 5-shot (0.072-0.109 at seed 0;
+# the seed-to-seed spread of a method's gain was up to 0.024) and 0.196-0.327 on the shifted probe
+# (0.242-0.327 at seed 0; spread up to 0.099).
+MIN_NN_GAIN = 0.03
+MIN_SHIFTED_GAIN = 0.12
+
+
+@pytest.fixture(scope="module")
+def data():
+    return digits()
+
+
+@pytest.fixture(scope="module")
+def random_init(data):
+    return digits_report(digits_encoder(SEED), data)
 
 
 @pytest.mark.slow
-def test_simclr_learns_shift_robust_digit_features():
-    data = digits()
-    keras.utils.set_random_seed(0)
-    random_init = digits_report(small_cnn((32, 32, 1), width=16), data)
-    keras.utils.set_random_seed(0)
-    crop = RandomResizedCrop(32, scale=(0.3, 1.0), seed=1)
-    model = vision.SimCLR(small_cnn((32, 32, 1), width=16), augment=crop,
-                          projection=H.simclr_projection(output_dim=64, hidden_dim=128), temperature=0.2)
-    model.compile(optimizer=keras.optimizers.Adam(2e-3), jit_compile=True)
-    images = tf.data.Dataset.from_tensor_slices(data["train_x"]).shuffle(1000, seed=0)
-    history = model.fit(images.batch(128, drop_remainder=True), epochs=12, verbose=0).history
+@pytest.mark.parametrize("method", sorted(DIGITS_RECIPES))
+def test_method_beats_random_init_on_digits(method, data, random_init):
+    model = pretrain_on_digits(method, data, seed=SEED)
+    losses = model.history.history["loss"]
     trained = digits_report(model.encoder, data)
-    print("random init", random_init, "SimCLR", trained)
-    assert history["loss"][-1] < history["loss"][0]
-    assert trained["probe_shifted"] > random_init["probe_shifted"] + 0.08
-    assert trained["probe"] > 0.9
+    print(method, "random init", random_init, "trained", trained, "loss", losses[0], "->", losses[-1])
+    assert np.all(np.isfinite(losses))
+    assert losses[-1] < losses[0]
+    assert trained["nn_5shot"] > random_init["nn_5shot"] + MIN_NN_GAIN
+    assert trained["probe_shifted"] > random_init["probe_shifted"] + MIN_SHIFTED_GAIN
+    assert trained["probe"] > 0.95
+
+
+def test_random_translate_shifts_by_whole_pixels_with_zero_fill():
+    images = digits()["train_x"][:32]
+    shifted = augment.RandomTranslate(4, seed=3)(images).numpy()
+    padded = np.pad(images, [[0, 0], [4, 4], [4, 4], [0, 0]])
+    shifts = set()
+    for image, out in zip(padded, shifted):
+        matches = [(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5)
+                   if np.abs(np.roll(image, (dy, dx), (0, 1))[4:-4, 4:-4] - out).max() < 1e-6]
+        assert matches, "every output is its input shifted by at most 4 pixels"
+        shifts.add(matches[0])
+    assert len(shifts) > 10
+    # same draws under XLA; training=False is the identity
+    op = augment.RandomTranslate(4, seed=3)
+    xla = tf.function(lambda x: op(x), jit_compile=True)(images)
+    np.testing.assert_allclose(xla.numpy(), shifted, atol=1e-6)
+    np.testing.assert_array_equal(augment.RandomTranslate(4)(images, training=False).numpy(), images)
+
+
+def test_random_stroke_and_digits_preset():
+    images = digits()["train_x"][:64]
+    out = augment.RandomStroke(0.5, seed=0)(images).numpy()
+    mass, new_mass = images.sum(axis=(1, 2, 3)), out.sum(axis=(1, 2, 3))
+    assert (new_mass > mass).any() and (new_mass < mass).any()
+    views = augment.digits(32, seed=1)
+    a, b = views(images).numpy(), views(images).numpy()
+    assert a.shape == images.shape and a.min() >= 0 and a.max() <= 1
+    assert not np.allclose(a, b)
+    restored = augment.Compose.from_config(views.get_config())
+    assert [type(op).__name__ for op in restored.ops] == [type(op).__name__ for op in views.ops]
