@@ -46,6 +46,23 @@ def _mean(rows, key):
     return float(np.mean([r[key] for r in rows]))
 
 
+def format_table(rows, seeds):
+    """The markdown table of ``rows`` (``{encoder: [run, ...]}``): means, ± std over seeds."""
+    names = {"raw_pixels": "raw pixels", "random_init": "random init", **DIGITS_METHOD_NAMES}
+    seed_list = ", ".join(str(s) for s in seeds)
+    lines = [f"| encoder (seed{'s' if len(seeds) > 1 else ''} {seed_list}) | probe, 1,000 labels "
+             "| probe, test shifted ±4 px | 1-NN, 5 labels/class | pretraining CPU s (wall s) |",
+             "|---|---|---|---|---|"]
+    for key, runs in rows.items():
+        cells = [f"{_mean(runs, m):.3f}" for m in MEASURES]
+        if len(runs) > 1:
+            cells = [f"{c} ± {float(np.std([r[m] for r in runs])):.3f}" for c, m in zip(cells, MEASURES)]
+        time_cell = (f"{_mean(runs, 'cpu_s'):.0f} ({_mean(runs, 'wall_s'):.0f})" if "cpu_s" in runs[0]
+                     else "–")
+        lines.append(f"| {names[key]} | " + " | ".join(cells) + f" | {time_cell} |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="pretraining/init seeds")
@@ -71,19 +88,7 @@ def main():
                                      epochs=len(losses)))
             print(method, rows[method][-1], flush=True)
 
-    names = {"raw_pixels": "raw pixels", "random_init": "random init", **DIGITS_METHOD_NAMES}
-    seeds = ", ".join(str(s) for s in args.seeds)
-    lines = [f"| encoder (seed{'s' if len(args.seeds) > 1 else ''} {seeds}) | probe, 1,000 labels "
-             "| probe, test shifted ±4 px | 1-NN, 5 labels/class | pretraining CPU s (wall s) |",
-             "|---|---|---|---|---|"]
-    for key, runs in rows.items():
-        cells = [f"{_mean(runs, m):.3f}" for m in MEASURES]
-        if len(runs) > 1:
-            cells = [f"{c} ± {float(np.std([r[m] for r in runs])):.3f}" for c, m in zip(cells, MEASURES)]
-        time_cell = (f"{_mean(runs, 'cpu_s'):.0f} ({_mean(runs, 'wall_s'):.0f})" if "cpu_s" in runs[0]
-                     else "–")
-        lines.append(f"| {names[key]} | " + " | ".join(cells) + f" | {time_cell} |")
-    table = "\n".join(lines)
+    table = format_table(rows, args.seeds)
     print(table)
 
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
