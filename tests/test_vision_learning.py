@@ -22,10 +22,10 @@ from keras_ssl.evaluation.digits_protocol import (
 
 SEED = 0
 # Required gains over random init, for every method. In benchmarks/digits_table.py (the same
-# recipes) the gains over seeds 0 and 1 were 0.051-0.124 on 1-NN 5-shot (0.072-0.109 at seed 0;
-# the seed-to-seed spread of a method's gain was up to 0.024) and 0.196-0.327 on the shifted probe
-# (0.242-0.327 at seed 0; spread up to 0.099).
-MIN_NN_GAIN = 0.03
+# recipes) the gains over seeds 0, 1 and 2 were 0.027-0.124 on 1-NN 5-shot (0.072-0.109 at seed 0;
+# seed 2's random init is unusually good, 0.816 against 0.787 and 0.780) and 0.196-0.327 on the
+# shifted probe (0.242-0.327 at seed 0). Runs with one seed repeat exactly on one machine.
+MIN_NN_GAIN = 0.02
 MIN_SHIFTED_GAIN = 0.12
 
 
