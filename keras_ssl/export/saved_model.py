@@ -35,6 +35,7 @@ from typing import Dict, Optional
 
 from keras_ssl.backend import keras, tf
 from keras_ssl.export.wordpiece import CoreWordPiece, ExportError
+from keras_ssl.text.model import mean_pool
 
 
 def export_saved_model(
@@ -190,12 +191,6 @@ class _TextServing(tf.Module):
             logits = tf.gather(logits, tf.maximum(positions, 0), batch_dims=1)
         return _as_float32(logits)
 
-    @staticmethod
-    def _mean_pool(hidden, attention_mask) -> tf.Tensor:
-        hidden = _as_float32(hidden)
-        weight = tf.cast(attention_mask, tf.float32)[..., None]
-        return tf.reduce_sum(hidden * weight, 1) / tf.maximum(tf.reduce_sum(weight, 1), 1.0)
-
     def _from_ids(self, input_ids, attention_mask) -> Dict[str, tf.Tensor]:
         if self._split is None:
             out = self.hf_model(input_ids=input_ids, attention_mask=attention_mask, training=False,
@@ -204,7 +199,7 @@ class _TextServing(tf.Module):
         else:
             hidden = self._hidden(input_ids, attention_mask)
             logits = self._split[1](hidden, False)
-        return {"logits": _as_float32(logits), "embedding": self._mean_pool(hidden, attention_mask)}
+        return {"logits": _as_float32(logits), "embedding": mean_pool(hidden, attention_mask)}
 
     def _fill_mask(self, text) -> Dict[str, tf.Tensor]:
         enc = self.tokenizer(text)
@@ -226,7 +221,7 @@ class _TextServing(tf.Module):
             "top_k_scores": scores,
             "mask_positions": positions,
             "num_masks": tf.cast(where.row_lengths(), tf.int32),
-            "embedding": self._mean_pool(hidden, mask),
+            "embedding": mean_pool(hidden, mask),
         }
 
     def signatures(self) -> dict:

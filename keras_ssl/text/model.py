@@ -269,9 +269,7 @@ class MaskedLanguageModel(SSLModel):
         for start in range(0, len(batch), batch_size):
             enc = self._tokenize(batch[start:start + batch_size], max_length)
             hidden = self._encoder(tf.constant(enc["input_ids"]), tf.constant(enc["attention_mask"]))
-            weight = tf.cast(enc["attention_mask"], hidden.dtype)[..., None]
-            pooled = tf.reduce_sum(hidden * weight, 1) / tf.maximum(tf.reduce_sum(weight, 1), 1.0)
-            out.append(tf.cast(pooled, tf.float32).numpy())
+            out.append(mean_pool(hidden, enc["attention_mask"]).numpy())
         return np.concatenate(out, 0) if out else np.zeros((0, self.hf_model.config.hidden_size), np.float32)
 
     def save_pretrained(self, directory: str) -> None:
@@ -285,6 +283,13 @@ class MaskedLanguageModel(SSLModel):
 
     def get_config(self) -> Dict[str, Any]:
         return {"masker": self.masker.get_config(), "gather_logits": self.gather_logits}
+
+
+def mean_pool(hidden: tf.Tensor, attention_mask) -> tf.Tensor:
+    """Mean of ``hidden [batch, length, dim]`` over real tokens -> float32 ``[batch, dim]``."""
+    hidden = tf.cast(hidden, tf.float32)
+    weight = tf.cast(attention_mask, tf.float32)[..., None]
+    return tf.reduce_sum(hidden * weight, 1) / tf.maximum(tf.reduce_sum(weight, 1), 1.0)
 
 
 def _warn_nothing_masked():
