@@ -6,11 +6,11 @@ import os
 
 import numpy as np
 import pytest
-from transformers import AutoConfig, TFAutoModelForMaskedLM
+from tiny_text import tiny_deterministic_mlm
 
 import keras_ssl
 from keras_ssl.backend import keras, tf
-from keras_ssl.text import FillMaskCallback, MaskedLanguageModel, TokenMasker
+from keras_ssl.text import FillMaskCallback, MaskedLanguageModel
 from keras_ssl.text.data import text_dataset
 from keras_ssl.text.tokenizer_training import train_tokenizer
 
@@ -61,16 +61,6 @@ def test_from_scratch_tiny_bert_with_trained_tokenizer_learns(tmp_path):
     assert MaskedLanguageModel.from_pretrained(str(tmp_path)).tokenizer.vocab_size == len(tokenizer)
 
 
-def _tiny_deterministic(tokenizer):
-    keras.utils.set_random_seed(0)
-    config = AutoConfig.for_model("bert", vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
-                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
-                                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    hf = TFAutoModelForMaskedLM.from_config(config)
-    hf(hf.dummy_inputs, training=False)
-    mlm = MaskedLanguageModel(hf, tokenizer, masker=TokenMasker(tokenizer, seed=1))
-    mlm.compile(optimizer=keras.optimizers.Adam(1e-3))
-    return mlm
 
 
 class _Interrupt(keras.callbacks.Callback):
@@ -91,28 +81,28 @@ def test_keras_callbacks_checkpoint_backup_early_stopping_tensorboard(minilm_pat
     data = tf.data.Dataset.from_tensor_slices(examples).take(24).batch(8)
     val = tf.data.Dataset.from_tensor_slices(examples).skip(24).batch(8)
 
-    reference = _tiny_deterministic(tokenizer)
+    reference = tiny_deterministic_mlm(tokenizer)
     reference.fit(data, epochs=4, verbose=0)
 
     backup = str(tmp_path / "backup")
-    resumed = _tiny_deterministic(tokenizer)
+    resumed = tiny_deterministic_mlm(tokenizer)
     with pytest.raises(RuntimeError, match="simulated crash"):
         resumed.fit(data, epochs=4, verbose=0,
                     callbacks=[keras.callbacks.BackupAndRestore(backup), _Interrupt()])
-    resumed = _tiny_deterministic(tokenizer)
+    resumed = tiny_deterministic_mlm(tokenizer)
     resumed.fit(data, epochs=4, verbose=0, callbacks=[keras.callbacks.BackupAndRestore(backup)])
     assert resumed.optimizer.iterations.numpy() == reference.optimizer.iterations.numpy() == 12
     for a, b in zip(reference.weights, resumed.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6, err_msg=a.name)
 
     weights = str(tmp_path / "ckpt" / "weights")
-    model = _tiny_deterministic(tokenizer)
+    model = tiny_deterministic_mlm(tokenizer)
     model.fit(data, validation_data=val, epochs=3, verbose=0, callbacks=[
         keras.callbacks.ModelCheckpoint(weights, save_weights_only=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=0, restore_best_weights=False),
         keras.callbacks.TensorBoard(str(tmp_path / "tb")),
     ])
-    restored = _tiny_deterministic(tokenizer)
+    restored = tiny_deterministic_mlm(tokenizer)
     restored.load_weights(weights)
     batch = next(iter(val))
     np.testing.assert_allclose(restored(batch).numpy(), model(batch).numpy(), atol=1e-6)

