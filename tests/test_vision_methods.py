@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from tiny_vision import TINY_HEADS
@@ -115,6 +120,40 @@ def test_bad_inputs_give_clear_errors():
     bad[0, 0, 0, 0] = np.nan
     with pytest.raises(NonFiniteLossError, match="learning rate"):
         _fit_simclr(bad)
+
+
+@tf.custom_gradient
+def _nan_gradient(x):
+    return tf.identity(x), lambda dy: dy * float("nan")
+
+
+def test_a_nan_gradient_behind_a_finite_loss_stops_fit_and_never_reaches_the_weights():
+    keras.utils.set_random_seed(0)
+    inner = small_cnn((12, 12, 1), width=4)
+    inputs = keras.Input((12, 12, 1))
+    encoder = keras.Model(inputs, keras.layers.Lambda(_nan_gradient)(inner(inputs)))
+    model = vision.SimCLR(encoder, **TINY_HEADS["SimCLR"]())
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
+    loss, _ = model.compute_loss_and_stats((IMAGES, IMAGES[::-1]), training=True)
+    assert np.isfinite(loss.numpy())  # the loss alone would not tell
+    before = [v.numpy() for v in model.optimized_variables()]
+    with pytest.raises(NonFiniteLossError, match="gradients became nan"):
+        model.fit(tf.data.Dataset.from_tensors(IMAGES), epochs=1, verbose=0)
+    for old, variable in zip(before, model.optimized_variables()):
+        np.testing.assert_array_equal(variable.numpy(), old)  # the NaN step was zeroed
+
+
+def test_a_nan_image_stops_fit_under_onednn_kernels():
+    """oneDNN (TensorFlow's default on AVX-512 CPUs) fuses batch-norm + ReLU and maps NaN to 0, so the
+    loss stays finite; the gradient check in the shared step still stops ``fit``."""
+    script = os.path.join(os.path.dirname(__file__), "scripts", "nan_under_onednn.py")
+    proc = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if not result["onednn"]:
+        pytest.skip("this TensorFlow build has no oneDNN CPU kernels")
+    assert result["raised"].startswith("NonFiniteLossError") and "learning rate" in result["raised"]
+    assert result["weights_finite"]
 
 
 def test_target_network_keeps_synchronised_batch_norm():

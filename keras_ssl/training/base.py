@@ -147,8 +147,16 @@ class SSLModel(keras.Model):
             target = optimizer.get_scaled_loss(loss_share) if scaled else loss_share
         variables = self.optimized_variables()
         gradients = tape.gradient(target, variables)
-        if scaled:
+        if scaled:  # LossScaleOptimizer skips the non-finite steps of its loss scaling itself
             gradients = optimizer.get_unscaled_gradients(gradients)
+        else:
+            # A NaN/inf gradient is reported as a NaN loss (NonFiniteLossError stops fit) and zeroed
+            # so that it never reaches the weights. The loss alone is not enough: oneDNN's fused
+            # batch-norm + ReLU (TensorFlow's default on AVX-512 CPUs) maps NaN to 0 in the forward
+            # pass, so NaN inputs may only show in the gradients.
+            finite = all_finite(gradients)
+            loss_share = tf.where(finite, loss_share, float("nan"))
+            gradients = [_zero_unless(finite, g) for g in gradients]
         optimizer.apply_gradients(
             (g, v) for g, v in zip(gradients, variables) if g is not None
         )
@@ -163,6 +171,22 @@ class SSLModel(keras.Model):
         views = self.pretext(inputs, training=False)
         loss_share, stats = self.compute_loss_and_stats(views, training=False)
         return self._record(tf.cast(loss_share, tf.float32), stats)
+
+
+def all_finite(tensors) -> tf.Tensor:
+    """Scalar bool: every value of every tensor (``IndexedSlices`` included; ``None`` skipped) is finite."""
+    checks = [tf.reduce_all(tf.math.is_finite(t.values if isinstance(t, tf.IndexedSlices) else t))
+              for t in tensors if t is not None]
+    return tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
+
+
+def _zero_unless(keep: tf.Tensor, gradient):
+    if gradient is None:
+        return None
+    if isinstance(gradient, tf.IndexedSlices):
+        values = tf.where(keep, gradient.values, tf.zeros_like(gradient.values))
+        return tf.IndexedSlices(values, gradient.indices, gradient.dense_shape)
+    return tf.where(keep, gradient, tf.zeros_like(gradient))
 
 
 def _recreates_iterator(x, steps_per_epoch) -> bool:
@@ -202,14 +226,19 @@ class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss."""
 
     class Guard(keras.callbacks.Callback):
-        """Raise :class:`NonFiniteLossError` naming the likely causes as soon as the loss is NaN/inf."""
+        """Raise :class:`NonFiniteLossError` naming the likely causes as soon as the loss is NaN/inf.
+
+        The shared train step reports a NaN loss when a gradient is NaN/inf, so this also fires when
+        the NaN only shows in the gradients.
+        """
 
         def on_train_batch_end(self, batch, logs=None):
             loss = (logs or {}).get("loss")
             if loss is not None and not math.isfinite(float(loss)):
                 self.model.stop_training = True
                 raise NonFiniteLossError(
-                    f"{type(self.model).__name__}: the loss became {loss} at batch {batch}. Likely causes: "
+                    f"{type(self.model).__name__}: the loss or its gradients became {loss} at batch {batch}. "
+                    "Likely causes: "
                     "a learning rate too high for the batch size (lower it or add warmup), inputs "
                     "with NaN/inf values or not scaled to [0, 1], a temperature too small, or "
                     "float16 overflow (use mixed_bfloat16 or loss scaling). Restore the last checkpoint "
