@@ -51,7 +51,7 @@ EXPECTED_OUTPUT = {
         "identical top-k: True",
     ],
     "vision_digits.ipynb": [
-        "epochs=2 batch=8 method=SimCLR",  # the overrides reached the kernel
+        "epochs=2 batch=8 method=simclr",  # the overrides reached the kernel
         "grid (192, 160, 3) uint8",  # render_views ran
         "before training: knn_accuracy =",
         "Epoch 2: knn_accuracy =",  # KNNMonitor ran (every epoch at 2 epochs)

@@ -14,6 +14,8 @@ from keras_ssl.augment.ops import (
     RandomFlip,
     RandomGrayscale,
     RandomResizedCrop,
+    RandomStroke,
+    RandomTranslate,
     Solarize,
     adjust_brightness,
     adjust_contrast,
@@ -24,7 +26,7 @@ from keras_ssl.augment.ops import (
     grayscale,
     to_float_images,
 )
-from keras_ssl.augment.presets import RandomStroke, RandomTranslate, byol, digits, moco_v2, simclr
+from keras_ssl.augment.presets import byol, digits, moco_v2, simclr
 
 __all__ = [
     "Augmentation",

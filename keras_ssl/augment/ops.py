@@ -646,6 +646,65 @@ class Solarize(Augmentation):
 
 
 # --------------------------------------------------------------------------------------------
+# Geometry and stroke ops for small grayscale images (the digits preset)
+
+
+class RandomTranslate(Augmentation):
+    """Shift each image by a random whole number of pixels in ``[-max_shift, max_shift]`` on each axis.
+
+    Uncovered pixels are zero (black), as in :func:`keras_ssl.datasets.shift_images`; the shift is
+    exact (no resampling). Shape-preserving; needs a static height and width.
+    """
+
+    stream = 107
+
+    def __init__(self, max_shift: int = 4, seed: Optional[int] = None, name: Optional[str] = None):
+        super().__init__(seed, name)
+        if int(max_shift) < 0:
+            raise ValueError(f"max_shift must be >= 0, got {max_shift}.")
+        self.max_shift = int(max_shift)
+
+    def get_config(self) -> dict:
+        return {"max_shift": self.max_shift, **super().get_config()}
+
+    def augment(self, images: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+        m = self.max_shift
+        batch = tf.shape(images)[0]
+        height, width = images.shape[1], images.shape[2]
+        if height is None or width is None:
+            raise ValueError("RandomTranslate needs images with a static height and width.")
+        # Window offset o in [0, 2m] into the zero-padded image: the content moves by m - o pixels.
+        offsets = tf.minimum(tf.floor(self.uniform(batch, step, 2) * (2 * m + 1)), 2.0 * m)
+        padded = tf.pad(images, [[0, 0], [m, m], [m, m], [0, 0]])
+        size = tf.fill([batch], 1.0)
+        crops = tf.stack([offsets[:, 0], offsets[:, 1], height * size, width * size], axis=1)
+        return crop_and_resize(padded, crops, (height, width))
+
+
+class RandomStroke(Augmentation):
+    """Thicken strokes (3x3 max filter) with probability ``p``, or thin them (3x3 min filter) with
+    probability ``p``; otherwise leave the image as it is. For bright strokes on a dark background.
+    """
+
+    stream = 109
+
+    def __init__(self, p: float = 0.3, seed: Optional[int] = None, name: Optional[str] = None):
+        super().__init__(seed, name)
+        self.p = float(p)
+        if not 0.0 <= self.p <= 0.5:
+            raise ValueError(f"p must lie in [0, 0.5] (thicken and thin are exclusive), got {p}.")
+
+    def get_config(self) -> dict:
+        return {"p": self.p, **super().get_config()}
+
+    def augment(self, images: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+        u = self.uniform(tf.shape(images)[0], step, 1)[:, 0][:, None, None, None]
+        thick = tf.nn.max_pool2d(images, 3, 1, "SAME")
+        thin = -tf.nn.max_pool2d(-images, 3, 1, "SAME")
+        return tf.where(u < self.p, thick, tf.where(u >= 1.0 - self.p, thin, images))
+
+
+# --------------------------------------------------------------------------------------------
 # Composition
 
 
@@ -676,4 +735,4 @@ class Compose(tf.Module):
 
 
 OPS = {cls.__name__: cls for cls in (RandomResizedCrop, RandomFlip, ColorJitter, RandomGrayscale,
-                                     GaussianBlur, Solarize, Compose)}
+                                     GaussianBlur, Solarize, RandomTranslate, RandomStroke, Compose)}
