@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 from keras_ssl.backend import keras, tf
 from keras_ssl.export.wordpiece import CoreWordPiece, ExportError
@@ -177,40 +177,35 @@ class _TextServing(tf.Module):
             self.vocabulary = tf.constant(["" if t is None else t for t in tokens])
 
     # --- model pieces ----------------------------------------------------------------------
-    def _hidden(self, input_ids, attention_mask) -> tf.Tensor:
-        return self._encode(input_ids, attention_mask, training=False)
-
-    def _logits_at(self, hidden, input_ids, attention_mask, positions=None) -> tf.Tensor:
-        """Logits for ``hidden [b, l, h]`` (or only at ``positions [b, m]``)."""
-        if self._split is not None:
-            if positions is not None:
-                hidden = tf.gather(hidden, tf.maximum(positions, 0), batch_dims=1)
-            return _as_float32(self._split[1](hidden, False))
-        logits = self.hf_model(input_ids=input_ids, attention_mask=attention_mask, training=False).logits
-        if positions is not None:
-            logits = tf.gather(logits, tf.maximum(positions, 0), batch_dims=1)
-        return _as_float32(logits)
-
-    def _from_ids(self, input_ids, attention_mask) -> Dict[str, tf.Tensor]:
-        if self._split is None:
+    def _hidden_and_logits(self, input_ids, attention_mask, positions=None) -> Tuple[tf.Tensor, tf.Tensor]:
+        """Last hidden states ``[b, l, h]`` and float32 logits ``[b, l, vocab]``, or only at
+        ``positions [b, m]`` (``-1`` padded) ``[b, m, vocab]``: one forward pass either way."""
+        if self._split is None:  # no separable head: the full model, with its hidden states
             out = self.hf_model(input_ids=input_ids, attention_mask=attention_mask, training=False,
                                 output_hidden_states=True)
-            logits, hidden = out.logits, out.hidden_states[-1]
+            hidden, logits = out.hidden_states[-1], out.logits
+            if positions is not None:
+                logits = tf.gather(logits, tf.maximum(positions, 0), batch_dims=1)
         else:
-            hidden = self._hidden(input_ids, attention_mask)
-            logits = self._split[1](hidden, False)
-        return {"logits": _as_float32(logits), "embedding": mean_pool(hidden, attention_mask)}
+            hidden = self._encode(input_ids, attention_mask, training=False)
+            if positions is not None:
+                hidden_at = tf.gather(hidden, tf.maximum(positions, 0), batch_dims=1)
+            logits = self._split[1](hidden if positions is None else hidden_at, False)
+        return hidden, _as_float32(logits)
+
+    def _from_ids(self, input_ids, attention_mask) -> Dict[str, tf.Tensor]:
+        hidden, logits = self._hidden_and_logits(input_ids, attention_mask)
+        return {"logits": logits, "embedding": mean_pool(hidden, attention_mask)}
 
     def _fill_mask(self, text) -> Dict[str, tf.Tensor]:
         enc = self.tokenizer(text)
         ids, mask = enc["input_ids"], enc["attention_mask"]
-        hidden = self._hidden(ids, mask)
         is_mask = tf.equal(ids, self.mask_id) & tf.equal(mask, 1)
         length = tf.shape(ids)[1]
         where = tf.ragged.boolean_mask(tf.broadcast_to(tf.range(length)[None, :], tf.shape(ids)), is_mask)
         positions = where.to_tensor(default_value=-1)  # [b, m]
         valid = positions >= 0
-        logits = self._logits_at(hidden, ids, mask, positions)  # [b, m, vocab]
+        hidden, logits = self._hidden_and_logits(ids, mask, positions)  # logits [b, m, vocab]
         scores, top_ids = tf.math.top_k(tf.nn.softmax(logits, axis=-1), k=self.top_k)
         top_ids = tf.where(valid[..., None], top_ids, -1)
         scores = tf.where(valid[..., None], scores, 0.0)
