@@ -22,9 +22,10 @@ The paths:
 
 Each path runs in its own subprocess (this script re-invoked with ``--only PATH --json``) so that
 memory and graph caches do not leak between paths. A path loads a fresh model, runs ``--warmup``
-steps (tracing/compilation, not timed), then ``--repeats`` timed ``fit(steps_per_epoch=--steps)``
-calls; tokens/s uses the median repeat. Peak RSS is ``getrusage(RUSAGE_SELF).ru_maxrss`` of that
-subprocess at its end; "growth" subtracts its RSS after the shared imports and tokenization.
+steps (tracing/compilation, not timed), then one ``fit`` of ``--repeats`` x ``--steps`` steps, each
+step timed (a repeat is ``--steps`` consecutive steps); tokens/s uses the median repeat. Peak RSS
+is ``getrusage(RUSAGE_SELF).ru_maxrss`` of that subprocess at its end; "growth" subtracts its RSS
+after the shared imports and tokenization.
 Target: ``ours`` >= 1.5x the tokens/s of ``hf`` with no more peak memory.
 
 How to run
@@ -105,17 +106,30 @@ def pack_blocks(tokenizer, seq_len: int) -> list:
 
 
 def _timed_fit(model, dataset, args) -> dict:
-    """Warmup fit (tracing; not timed), then ``repeats`` timed fits of ``steps`` steps each."""
+    """Warmup fit (tracing; not timed), then one fit of ``repeats * steps`` steps, each step timed.
+
+    A repeat's seconds are the sum of its ``steps`` step times. Timing steps (not whole ``fit``
+    calls) leaves out what ``fit`` does around them: ending a pass over the data waited ~10 s at
+    times on this machine (tf.data's autotuning thread stopping), in every path alike.
+    """
+    from keras_ssl.backend import keras
+
+    class StepTimer(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            losses.append(float(logs["loss"]))  # the step's result is ready
+            step_seconds.append(time.perf_counter() - self.start)
+
     start = time.perf_counter()
     model.fit(dataset, epochs=1, steps_per_epoch=args.warmup, verbose=0)
     warmup_s = time.perf_counter() - start
-    seconds, losses = [], []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        history = model.fit(dataset, epochs=1, steps_per_epoch=args.steps, verbose=0)
-        seconds.append(time.perf_counter() - start)
-        losses.append(float(history.history["loss"][-1]))
-    return {"warmup_s": warmup_s, "seconds": seconds, "losses": losses}
+    step_seconds, losses = [], []
+    model.fit(dataset, epochs=1, steps_per_epoch=args.steps * args.repeats, verbose=0,
+              callbacks=[StepTimer()])
+    seconds = [sum(step_seconds[i:i + args.steps]) for i in range(0, len(step_seconds), args.steps)]
+    return {"warmup_s": warmup_s, "seconds": seconds, "losses": losses[args.steps - 1::args.steps]}
 
 
 def run_hf(blocks, tokenizer, args):

@@ -5,16 +5,22 @@ on the same random images with random-resized-crop + flip + colour-jitter views.
 its own process, so each gets the TensorFlow start-up options a user of that path gets:
 
 * ``plain``: a hand-written ``keras.Model`` whose ``train_step`` augments with ``tf.image`` ops per
-  image (``tf.map_fn``) and computes NT-Xent, graph mode, TensorFlow's default options: the reference.
+  image (``tf.map_fn``) and computes NT-Xent, graph mode, TensorFlow's default options (TensorFlow is
+  imported before keras_ssl, so keras_ssl leaves them alone): the reference.
 * ``plain_xla``: the same with ``jit_compile=True``.
 * ``plain_onednn``: the same with ``TF_ENABLE_ONEDNN_OPTS=1`` (oneDNN CPU kernels; TensorFlow turns
   them on by default only for CPUs with AVX-512/AMX).
-* ``ours``: ``vision.SimCLR`` with ``augment.simclr(32)`` in the graph, TensorFlow's defaults.
-* ``ours_xla``: the same with ``jit_compile=True`` (keras_ssl's augmentations compile under XLA).
-* ``ours_onednn``: ``ours`` with ``TF_ENABLE_ONEDNN_OPTS=1``.
+* ``plain_onednn_noaug``: ``plain_onednn`` without augmentation (both views are the images): the
+  model's forward/backward alone with the fastest kernels, an upper bound for any SimCLR step here.
+* ``ours``: ``vision.SimCLR`` with ``augment.simclr(32)`` in the graph, as a user gets it: keras_ssl
+  imported first, with its start-up options (oneDNN CPU kernels on x86-64, see ``keras_ssl.backend``).
+* ``ours_tf_defaults``: ``ours`` with TensorFlow imported first (TensorFlow's own default options).
+* ``ours_xla``: ``ours`` with ``jit_compile=True`` (keras_ssl's augmentations compile under XLA; XLA's
+  CPU convolutions do not use TensorFlow's oneDNN kernels).
 
-Run: ``python benchmarks/vision_throughput.py`` (``--quick`` for a smoke run). Prints images/s, the
-ratio to ``plain``, and writes ``benchmarks/results/vision_throughput.json``.
+Run: ``python benchmarks/vision_throughput.py`` (``--quick`` for a smoke run; ``--rounds N`` runs all
+paths N times, interleaved, against the machine's drift). Prints images/s, the ratio to ``plain``,
+and writes ``benchmarks/results/vision_throughput.json``.
 """
 
 from __future__ import annotations
@@ -31,26 +37,28 @@ import time
 import numpy as np
 
 if __name__ == "__main__" and "--worker" in sys.argv:
-    # TensorFlow's defaults, or oneDNN CPU kernels forced on for the *_onednn paths.
-    if sys.argv[sys.argv.index("--worker") + 1].endswith("_onednn"):
+    _path = sys.argv[sys.argv.index("--worker") + 1]
+    os.environ.pop("TF_ENABLE_ONEDNN_OPTS", None)
+    if "_onednn" in _path:
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
-    else:
-        os.environ.pop("TF_ENABLE_ONEDNN_OPTS", None)
+    elif _path.startswith("plain") or _path == "ours_tf_defaults":
+        import tensorflow  # noqa: F401  (first: keras_ssl then keeps TensorFlow's own start-up options)
 
 from keras_ssl import augment, losses, vision  # noqa: E402
 from keras_ssl.backend import keras, tf  # noqa: E402
 from keras_ssl.vision import heads as H  # noqa: E402
 from keras_ssl.vision.backbones import resnet18_cifar  # noqa: E402
 
-PATHS = ["plain", "plain_xla", "plain_onednn", "ours", "ours_xla", "ours_onednn"]
+PATHS = ["plain", "plain_xla", "plain_onednn", "plain_onednn_noaug", "ours", "ours_tf_defaults", "ours_xla"]
 
 
 class PlainSimCLR(keras.Model):
     """The reference: a straightforward SimCLR ``train_step`` with ``tf.image`` augmentations."""
 
-    def __init__(self, encoder, projection, temperature=0.5):
+    def __init__(self, encoder, projection, temperature=0.5, views_augmented=True):
         super().__init__()
         self.encoder, self.projection, self.temperature = encoder, projection, temperature
+        self.views_augmented = views_augmented
 
     def _augment_one(self, image):
         size = tf.shape(image)[0]
@@ -64,6 +72,8 @@ class PlainSimCLR(keras.Model):
         return tf.clip_by_value(image, 0.0, 1.0)
 
     def augment(self, images):
+        if not self.views_augmented:
+            return images
         return tf.map_fn(self._augment_one, images)
 
     def train_step(self, images):
@@ -82,7 +92,7 @@ def build(path: str, seed: int = 0):
     encoder = resnet18_cifar((32, 32, 3))
     projection = H.simclr_projection(output_dim=128, hidden_dim=2048, synchronized_bn=False)
     if path.startswith("plain"):
-        model = PlainSimCLR(encoder, projection)
+        model = PlainSimCLR(encoder, projection, views_augmented=not path.endswith("_noaug"))
     else:
         model = vision.SimCLR(encoder, augment=augment.simclr(32, seed=seed), projection=projection,
                               temperature=0.5)
@@ -90,7 +100,27 @@ def build(path: str, seed: int = 0):
     return model
 
 
+class StepTimer(keras.callbacks.Callback):
+    """Seconds of each training step (``fit`` waits for every step: keras_ssl reads its loss)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        float((logs or {}).get("loss", 0.0))  # the step's result is ready
+        self.seconds.append(time.perf_counter() - self._start)
+
+
 def measure(path: str, images: np.ndarray, batch: int, steps: int, repeats: int, warmup: int) -> dict:
+    """Images/s of each of ``steps * repeats`` timed steps of one ``fit`` (after ``warmup`` steps).
+
+    Steps are timed one by one, so what ``fit`` does around them (starting and ending a pass over
+    the data, about 10 s here at times when tf.data's autotuning thread is slow to stop) is not counted.
+    """
     model = build(path)
     data = tf.data.Dataset.from_tensor_slices(images).batch(batch, drop_remainder=True).repeat()
     start = time.perf_counter()
@@ -99,11 +129,9 @@ def measure(path: str, images: np.ndarray, batch: int, steps: int, repeats: int,
     except Exception as err:  # e.g. an op with no XLA kernel
         return {"path": path, "error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"}
     warm = time.perf_counter() - start
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
-        rates.append(batch * steps / (time.perf_counter() - start))
+    timer = StepTimer()
+    model.fit(data, steps_per_epoch=steps * repeats, epochs=1, verbose=0, callbacks=[timer])
+    rates = [batch / seconds for seconds in timer.seconds]
     return {"path": path, "images_per_s": statistics.median(rates), "all": rates, "warmup_s": warm,
             "onednn": _onednn_on()}
 
