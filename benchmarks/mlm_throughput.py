@@ -106,30 +106,17 @@ def pack_blocks(tokenizer, seq_len: int) -> list:
 
 
 def _timed_fit(model, dataset, args) -> dict:
-    """Warmup fit (tracing; not timed), then one fit of ``repeats * steps`` steps, each step timed.
-
-    A repeat's seconds are the sum of its ``steps`` step times. Timing steps (not whole ``fit``
-    calls) leaves out what ``fit`` does around them: ending a pass over the data waited ~10 s at
-    times on this machine (tf.data's autotuning thread stopping), in every path alike.
-    """
-    from keras_ssl.backend import keras
-
-    class StepTimer(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            losses.append(float(logs["loss"]))  # the step's result is ready
-            step_seconds.append(time.perf_counter() - self.start)
+    """Warmup fit (tracing; not timed), then one fit of ``repeats * steps`` steps, each step timed
+    (:class:`step_timer.StepTimer`); a repeat's seconds are the sum of its ``steps`` step times."""
+    from step_timer import StepTimer
 
     start = time.perf_counter()
     model.fit(dataset, epochs=1, steps_per_epoch=args.warmup, verbose=0)
     warmup_s = time.perf_counter() - start
-    step_seconds, losses = [], []
-    model.fit(dataset, epochs=1, steps_per_epoch=args.steps * args.repeats, verbose=0,
-              callbacks=[StepTimer()])
-    seconds = [sum(step_seconds[i:i + args.steps]) for i in range(0, len(step_seconds), args.steps)]
-    return {"warmup_s": warmup_s, "seconds": seconds, "losses": losses[args.steps - 1::args.steps]}
+    timer = StepTimer()
+    model.fit(dataset, epochs=1, steps_per_epoch=args.steps * args.repeats, verbose=0, callbacks=[timer])
+    seconds = [sum(timer.seconds[i:i + args.steps]) for i in range(0, len(timer.seconds), args.steps)]
+    return {"warmup_s": warmup_s, "seconds": seconds, "losses": timer.losses[args.steps - 1::args.steps]}
 
 
 def run_hf(blocks, tokenizer, args):

@@ -44,6 +44,8 @@ if __name__ == "__main__" and "--worker" in sys.argv:
     elif _path.startswith("plain") or _path == "ours_tf_defaults":
         import tensorflow  # noqa: F401  (first: keras_ssl then keeps TensorFlow's own start-up options)
 
+from step_timer import StepTimer  # noqa: E402
+
 from keras_ssl import augment, losses, vision  # noqa: E402
 from keras_ssl.backend import keras, tf  # noqa: E402
 from keras_ssl.vision import heads as H  # noqa: E402
@@ -100,26 +102,11 @@ def build(path: str, seed: int = 0):
     return model
 
 
-class StepTimer(keras.callbacks.Callback):
-    """Seconds of each training step (``fit`` waits for every step: keras_ssl reads its loss)."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        float((logs or {}).get("loss", 0.0))  # the step's result is ready
-        self.seconds.append(time.perf_counter() - self._start)
-
-
 def measure(path: str, images: np.ndarray, batch: int, steps: int, repeats: int, warmup: int) -> dict:
     """Images/s of each of ``steps * repeats`` timed steps of one ``fit`` (after ``warmup`` steps).
 
-    Steps are timed one by one, so what ``fit`` does around them (starting and ending a pass over
-    the data, about 10 s here at times when tf.data's autotuning thread is slow to stop) is not counted.
+    Steps are timed one by one (:class:`step_timer.StepTimer`): what ``fit`` does around them is not
+    counted.
     """
     model = build(path)
     data = tf.data.Dataset.from_tensor_slices(images).batch(batch, drop_remainder=True).repeat()
