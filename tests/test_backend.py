@@ -26,7 +26,8 @@ def _onednn_after(first: str, **env: str) -> bool:
     return json.loads(proc.stdout.strip().splitlines()[-1])["onednn"]
 
 
-@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86-64 only")
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="keras_ssl turns oneDNN on only on x86-64; elsewhere TensorFlow's default stands")
 def test_onednn_is_on_when_keras_ssl_comes_first_and_the_user_can_say_no():
     tensorflow_default = _onednn_after("import tensorflow")
     assert _onednn_after("import keras_ssl")
