@@ -156,6 +156,11 @@ class _VisionServing(tf.Module):
         return {"serving_default": serve, "serve_float": serve_float}
 
 
+def _at(values: tf.Tensor, positions: Optional[tf.Tensor]) -> tf.Tensor:
+    """``values [b, l, ...]`` at ``positions [b, m]`` (``-1`` padding reads position 0), or all of it."""
+    return values if positions is None else tf.gather(values, tf.maximum(positions, 0), batch_dims=1)
+
+
 class _TextServing(tf.Module):
     def __init__(self, mlm, include_strings: bool, top_k: int, max_length: Optional[int]):
         super().__init__(name="keras_ssl_text")
@@ -183,14 +188,10 @@ class _TextServing(tf.Module):
         if self._split is None:  # no separable head: the full model, with its hidden states
             out = self.hf_model(input_ids=input_ids, attention_mask=attention_mask, training=False,
                                 output_hidden_states=True)
-            hidden, logits = out.hidden_states[-1], out.logits
-            if positions is not None:
-                logits = tf.gather(logits, tf.maximum(positions, 0), batch_dims=1)
-        else:
+            hidden, logits = out.hidden_states[-1], _at(out.logits, positions)
+        else:  # the head runs only where it is needed
             hidden = self._encode(input_ids, attention_mask, training=False)
-            if positions is not None:
-                hidden_at = tf.gather(hidden, tf.maximum(positions, 0), batch_dims=1)
-            logits = self._split[1](hidden if positions is None else hidden_at, False)
+            logits = self._split[1](_at(hidden, positions), False)
         return hidden, _as_float32(logits)
 
     def _from_ids(self, input_ids, attention_mask) -> Dict[str, tf.Tensor]:
