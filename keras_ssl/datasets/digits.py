@@ -1,4 +1,4 @@
-"""Small real datasets that exist offline, for demos, tests and benchmarks."""
+"""scikit-learn's handwritten digits (bundled with scikit-learn, offline)."""
 
 from __future__ import annotations
 
@@ -40,10 +40,3 @@ def shift_images(images: np.ndarray, max_shift: int = 4, seed: int = 0) -> np.nd
         xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
         out[i, yd, xd] = image[ys, xs]
     return out
-
-
-def few_labels(x: np.ndarray, y: np.ndarray, per_class: int, seed: int = 0):
-    """The first ``per_class`` examples of each class after a seeded shuffle: ``(x, y)``."""
-    order = np.random.default_rng(seed).permutation(len(y))
-    keep = np.concatenate([order[y[order] == c][:per_class] for c in np.unique(y)])
-    return x[keep], y[keep]
