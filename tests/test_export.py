@@ -15,6 +15,7 @@ import sys
 
 import numpy as np
 import pytest
+from numerics import assert_close_to_scale
 from test_mlm_model import tiny_hf
 from tiny_vision import TINY_HEADS
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, TFAutoModelForMaskedLM
@@ -103,7 +104,7 @@ def test_tokenizer_that_core_tf_cannot_express_gets_a_clear_error(tmp_path):
     assert sorted(loaded.signatures) == ["from_token_ids", "serving_default"]
     ids = tf.constant([[0, 5, 6, 2, 7]], tf.int32)
     out = loaded.signatures["serving_default"](input_ids=ids, attention_mask=tf.ones_like(ids))
-    np.testing.assert_allclose(out["logits"].numpy(), model({"input_ids": ids}).numpy(), atol=1e-5)
+    assert_close_to_scale(out["logits"].numpy(), model({"input_ids": ids}).numpy())
 
 
 def serve(export_dir: str, calls: list, inputs: dict, tmp_path) -> dict:
@@ -158,9 +159,9 @@ def test_text_export_serves_the_same_numbers_with_tensorflow_only(fine_tuned_mlm
     np.testing.assert_array_equal(out["tok__attention_mask"], mask)
     # from_token_ids: logits and mean-pooled embeddings
     logits = model({"input_ids": ids, "attention_mask": mask}).numpy()
-    np.testing.assert_allclose(out["ids__logits"], logits, atol=1e-5)
-    np.testing.assert_allclose(out["ids__embedding"], model.encode(TEXTS, max_length=64), atol=1e-5)
-    np.testing.assert_allclose(out["fill__embedding"], model.encode(TEXTS, max_length=64), atol=1e-5)
+    assert_close_to_scale(out["ids__logits"], logits)
+    assert_close_to_scale(out["ids__embedding"], model.encode(TEXTS, max_length=64))
+    assert_close_to_scale(out["fill__embedding"], model.encode(TEXTS, max_length=64))
     # fill-mask: per text, per mask, the same top-k tokens (in order) and scores as model.fill_mask
     fill = model.fill_mask(TEXTS, top_k=4)
     np.testing.assert_array_equal(out["fill__num_masks"], [1, 0, 2, 0, 12])
@@ -198,9 +199,9 @@ def test_save_pretrained_of_a_fine_tuned_model_loads_in_transformers(fine_tuned_
     batch = {"input_ids": tf.constant([[101, 1996, 103, 4861, 2003, 102]], tf.int32)}
     expected = fine_tuned_mlm(batch).numpy()
     hf = TFAutoModelForMaskedLM.from_pretrained(str(tmp_path))
-    np.testing.assert_allclose(hf(**batch).logits.numpy(), expected, atol=1e-6)
+    assert_close_to_scale(hf(**batch).logits.numpy(), expected, rtol=1e-6)
     again = MaskedLanguageModel.from_pretrained(str(tmp_path))
-    np.testing.assert_allclose(again(batch).numpy(), expected, atol=1e-6)
+    assert_close_to_scale(again(batch).numpy(), expected, rtol=1e-6)
     assert AutoTokenizer.from_pretrained(str(tmp_path))("a [MASK]")["input_ids"] == \
         fine_tuned_mlm.tokenizer("a [MASK]")["input_ids"]
 
@@ -229,12 +230,12 @@ def test_vision_export_serves_embeddings_and_projections_from_raw_images(simclr,
         tmp_path)
     assert sorted(out["__signatures"]) == ["serve_float", "serving_default"]
     embedding = simclr.predict(same, verbose=0)
-    np.testing.assert_allclose(out["same__embedding"], embedding, atol=1e-5)
-    np.testing.assert_allclose(out["float__embedding"], embedding, atol=1e-5)
+    assert_close_to_scale(out["same__embedding"], embedding)
+    assert_close_to_scale(out["float__embedding"], embedding)
     projection = simclr.projection(embedding, training=False).numpy()
-    np.testing.assert_allclose(out["same__projection"], projection, atol=1e-5)
+    assert_close_to_scale(out["same__projection"], projection)
     resized = tf.image.resize(other.astype(np.float32) / 255, (16, 16)).numpy()
-    np.testing.assert_allclose(out["other__embedding"], simclr.predict(resized, verbose=0), atol=1e-5)
+    assert_close_to_scale(out["other__embedding"], simclr.predict(resized, verbose=0))
 
 
 def test_plain_keras_encoder_exports_and_unbuilt_one_errors(simclr, tmp_path):
@@ -243,7 +244,7 @@ def test_plain_keras_encoder_exports_and_unbuilt_one_errors(simclr, tmp_path):
     images = np.full((2, 16, 16, 1), 128, np.uint8)
     out = loaded.signatures["serving_default"](images=tf.constant(images))
     assert set(out) == {"embedding"}
-    np.testing.assert_allclose(out["embedding"].numpy(), simclr.predict(images, verbose=0), atol=1e-5)
+    assert_close_to_scale(out["embedding"].numpy(), simclr.predict(images, verbose=0))
     unbuilt = keras.Sequential([keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D()])
     with pytest.raises(ExportError, match="not built"):
         export_saved_model(unbuilt, str(tmp_path / "unbuilt"))
@@ -275,13 +276,13 @@ def test_export_of_a_model_trained_under_mirrored_strategy(tmp_path):
     out = serve(str(tmp_path / "export" / "vision"),
                 [{"name": "v", "signature": "serving_default", "inputs": ["images"]}],
                 {"v__images": check["images"]}, tmp_path)
-    np.testing.assert_allclose(out["v__embedding"], check["embedding"], atol=1e-5)
-    np.testing.assert_allclose(out["v__projection"], check["projection"], atol=1e-5)
+    assert_close_to_scale(out["v__embedding"], check["embedding"])
+    assert_close_to_scale(out["v__projection"], check["projection"])
     out = serve(str(tmp_path / "export" / "text"),
                 [{"name": "t", "signature": "from_token_ids", "inputs": ["input_ids", "attention_mask"]}],
                 {"t__input_ids": check["ids"], "t__attention_mask": np.ones_like(check["ids"])}, tmp_path)
     assert "tokenize" in out["__signatures"]
-    np.testing.assert_allclose(out["t__logits"], check["logits"], atol=1e-5)
+    assert_close_to_scale(out["t__logits"], check["logits"])
 
 
 @pytest.mark.parametrize("variant", ["distilbert", "bert_without_split"])
@@ -297,8 +298,8 @@ def test_other_architectures_export_the_same_logits(variant, minilm_tokenizer, t
     ids, mask = enc["input_ids"].astype(np.int32), enc["attention_mask"].astype(np.int32)
     out = loaded.signatures["from_token_ids"](input_ids=tf.constant(ids), attention_mask=tf.constant(mask))
     logits = model({"input_ids": ids, "attention_mask": mask}).numpy()
-    np.testing.assert_allclose(out["logits"].numpy(), logits, atol=1e-5)
-    np.testing.assert_allclose(out["embedding"].numpy(), model.encode(texts), atol=1e-5)
+    assert_close_to_scale(out["logits"].numpy(), logits)
+    assert_close_to_scale(out["embedding"].numpy(), model.encode(texts))
     fill = loaded.signatures["serving_default"](text=tf.constant(texts))
     expected = model.fill_mask(texts, top_k=5)
     assert list(fill["top_k_ids"][0, 0].numpy()) == [o["token"] for o in expected[0]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numerics import assert_close_to_scale, relative_difference
 from transformers import AutoConfig, AutoTokenizer, TFAutoModelForMaskedLM
 
 from keras_ssl.backend import keras, tf
@@ -57,8 +58,8 @@ def test_split_head_matches_full_model(model_type):
     full = hf(input_ids=ids, training=False).logits
     hidden = encoder(ids, None, training=False)
     picked = tf.reshape(hidden, [-1, 1, hidden.shape[-1]])
-    np.testing.assert_allclose(head(picked, False)[:, 0, :].numpy(),
-                               tf.reshape(full, [-1, full.shape[-1]]).numpy(), atol=1e-5)
+    assert_close_to_scale(head(picked, False)[:, 0, :].numpy(),
+                          tf.reshape(full, [-1, full.shape[-1]]).numpy())
 
 
 def test_gathered_and_full_logits_give_same_loss_and_gradients(tiny_mlm, tokenizer):
@@ -72,8 +73,8 @@ def test_gathered_and_full_logits_give_same_loss_and_gradients(tiny_mlm, tokeniz
         results.append((loss.numpy(), [0 if g is None else tf.convert_to_tensor(g).numpy() for g in grads]))
     tiny_mlm.gather_logits = True
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
-    for a, b in zip(results[0][1], results[1][1]):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+    # Relative to the largest gradient over all variables (a per-tensor bound fails where a gradient is ~0).
+    assert relative_difference(results[0][1], results[1][1]) <= 1e-4
 
 
 def test_loss_is_mean_cross_entropy_over_masked_tokens(tiny_mlm, tokenizer):
@@ -153,7 +154,7 @@ def test_encode_is_masked_mean_of_hidden_states(tiny_mlm):
     emb = tiny_mlm.encode(texts)
     assert emb.shape == (2, 32)
     single = tiny_mlm.encode(texts[0])
-    np.testing.assert_allclose(emb[0], single[0], atol=1e-5)  # padding does not leak in
+    assert_close_to_scale(emb[0], single[0])  # padding does not leak in
 
 
 def test_save_pretrained_round_trip(tiny_mlm, tmp_path):
@@ -161,9 +162,9 @@ def test_save_pretrained_round_trip(tiny_mlm, tmp_path):
     batch = {"input_ids": tf.constant([[101, 2000, 103, 3000, 102]])}
     expected = tiny_mlm(batch).numpy()
     hf = TFAutoModelForMaskedLM.from_pretrained(str(tmp_path))
-    np.testing.assert_allclose(hf(**batch).logits.numpy(), expected, atol=1e-5)
+    assert_close_to_scale(hf(**batch).logits.numpy(), expected)
     again = MaskedLanguageModel.from_pretrained(str(tmp_path))
-    np.testing.assert_allclose(again(batch).numpy(), expected, atol=1e-5)
+    assert_close_to_scale(again(batch).numpy(), expected)
     assert again.masker.get_config() == tiny_mlm.masker.get_config()
 
 

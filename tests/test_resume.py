@@ -124,8 +124,10 @@ def test_killed_run_resumes_to_the_uninterrupted_state(request, model):
     diffs = {k: float(np.max(np.abs(a[k].astype(np.float64) - b[k].astype(np.float64)), initial=0.0))
              for k in a.files}
     worst = max(diffs, key=diffs.get)
-    print(f"{model}: {len(diffs)} variables, max |resumed - uninterrupted| = {diffs[worst]:.3g} ({worst})")
-    assert diffs[worst] <= 1e-6, worst
+    scale = max(float(np.max(np.abs(a[k].astype(np.float64)), initial=0.0)) for k in a.files)
+    print(f"{model}: {len(diffs)} variables, max |resumed - uninterrupted| = {diffs[worst]:.3g} ({worst}), "
+          f"relative to the largest value {diffs[worst] / scale:.3g}")
+    assert diffs[worst] <= 1e-6 * scale, worst  # measured: 0 (bit for bit)
 
 
 class _Crash(keras.callbacks.Callback):
@@ -167,6 +169,7 @@ def test_numpy_arrays_resume_in_process(tmp_path):
                      resumed.weights + resumed.optimizer.variables()))
     assert len(pairs) == len(resumed.weights) + len(resumed.optimizer.variables())
     worst = max(float(np.max(np.abs(a.numpy() - b.numpy()), initial=0.0)) for a, b in pairs)
-    print(f"moco arrays in-process: max |resumed - uninterrupted| = {worst:.3g}")
+    scale = max(float(np.max(np.abs(a.numpy()), initial=0.0)) for a, _ in pairs)
+    print(f"moco arrays in-process: max |resumed - uninterrupted| = {worst:.3g} (largest value {scale:.3g})")
     assert int(resumed.queue.pointer.numpy()) == (18 * 8) % 40
-    assert worst <= 1e-6
+    assert worst <= 1e-6 * scale  # measured: 0 (bit for bit)

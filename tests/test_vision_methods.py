@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from numerics import assert_close_to_scale, relative_difference
 from tiny_vision import TINY_HEADS
 
 from keras_ssl import losses, vision
@@ -45,7 +46,7 @@ def test_simclr_loss_is_nt_xent_of_projections():
     z1 = model.projection(model.encoder(IMAGES, training=False), training=False)
     z2 = model.projection(model.encoder(IMAGES[::-1], training=False), training=False)
     expected, accuracy = losses.nt_xent(z1, z2, temperature=0.3)
-    np.testing.assert_allclose(loss.numpy(), expected.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(loss.numpy(), expected.numpy(), rtol=1e-5)
     np.testing.assert_allclose(stats["contrastive_accuracy"][0].numpy(), accuracy.numpy())
 
 
@@ -69,8 +70,9 @@ def test_simsiam_gradients_match_the_stop_gradient_formula(stop):
 
     ours = _grads(model, lambda: model.compute_loss_and_stats((v1, v2), training=True)[0])
     ref = _grads(model, reference)
-    same = all(np.allclose(a, b, atol=1e-6) for a, b in zip(ours, ref) if a is not None)
-    assert same == stop  # equal to the formula with stop-gradient, different without it
+    pairs = [(a, b) for a, b in zip(ours, ref) if a is not None]
+    difference = relative_difference([a for a, _ in pairs], [b for _, b in pairs])
+    assert (difference <= 1e-4) == stop, difference  # the stop-gradient formula; different without it
 
 
 def test_byol_target_gets_no_gradient_and_ema_follows_the_formula():
@@ -84,7 +86,7 @@ def test_byol_target_gets_no_gradient_and_ema_follows_the_formula():
     model.fit(tf.data.Dataset.from_tensors(IMAGES), epochs=1, verbose=0)
     assert any(not np.allclose(w.numpy(), b) for w, b in zip(online, online_before))  # online stepped
     for t_before, t_after, o_after in zip(target_before, target, online):
-        np.testing.assert_allclose(t_after.numpy(), 0.9 * t_before + 0.1 * o_after.numpy(), atol=1e-6)
+        assert_close_to_scale(t_after.numpy(), 0.9 * t_before + 0.1 * o_after.numpy(), rtol=1e-6)
 
 
 
@@ -92,8 +94,8 @@ def test_moco_enqueues_the_keys_of_the_global_batch():
     model = make("MoCo")
     # At the start the key network equals the query network, batch statistics included (a frozen
     # Keras BatchNormalization would switch to its moving statistics and differ).
-    np.testing.assert_allclose(model.target(IMAGES, training=True).numpy(),
-                               model.project(IMAGES, training=True).numpy(), atol=1e-6)
+    assert_close_to_scale(model.target(IMAGES, training=True).numpy(),
+                          model.project(IMAGES, training=True).numpy(), rtol=1e-6)
     model.compile(optimizer=keras.optimizers.SGD(0.0))  # no update: keys are reproducible after the step
     model.fit(tf.data.Dataset.from_tensors(IMAGES), epochs=1, verbose=0)
     keys = tf.math.l2_normalize(model.target(IMAGES, training=True), axis=-1).numpy()

@@ -1,12 +1,12 @@
 """One worker of a CPU multi-worker run (or, with ``--single``, the one-process reference run).
 
-Usage: ``TF_CONFIG=... python multiworker_worker.py TOKENIZER_DIR [--single]``
+Usage: ``TF_CONFIG=... python multiworker_worker.py TOKENIZER_DIR OUT_PREFIX [--single]``
 
 Trains a tiny-BERT ``MaskedLanguageModel`` and a ``vision.SimCLR`` (small_cnn with synchronised
 batch norm, no augmentation) for a few steps on the same global batches, under the strategy that
 ``keras_ssl.distribute.auto_strategy()`` picks (MultiWorkerMirroredStrategy when TF_CONFIG names two
-workers), and prints one JSON line per model: the strategy, its replica count, the per-step losses
-and checksums of the final weights.
+workers), and prints one JSON line per model: the strategy, its replica count and the per-step
+losses. The weights before and after training go to ``OUT_PREFIX{model}.npz`` (``before_i``, ``after_i``).
 """
 
 import json
@@ -39,16 +39,12 @@ def distributed(array) -> tf.data.Dataset:
     return data.with_options(options)
 
 
-def checksums(weights) -> dict:
-    flat = np.concatenate([np.asarray(w, np.float64).ravel() for w in weights])
-    return {"sum": float(flat.sum()), "abs_sum": float(np.abs(flat).sum()),
-            "weighted": float((flat * np.cos(np.arange(flat.size))).sum())}
-
-
-def report(name, model, history):
+def report(name, model, before, history):
+    after = model.get_weights()
+    np.savez(f"{sys.argv[2]}{name}.npz", **{f"before_{i}": w for i, w in enumerate(before)},
+             **{f"after_{i}": w for i, w in enumerate(after)})
     print(json.dumps({"model": name, "strategy": strategy_name(strategy),
-                      "replicas": strategy.num_replicas_in_sync, "loss": history["loss"],
-                      "checksum": checksums(model.get_weights())}), flush=True)
+                      "replicas": strategy.num_replicas_in_sync, "loss": history["loss"]}), flush=True)
 
 
 def mlm(tokenizer_dir):
@@ -66,9 +62,10 @@ def mlm(tokenizer_dir):
         hf = TFAutoModelForMaskedLM.from_config(config)
         hf(hf.dummy_inputs, training=False)
         model = MaskedLanguageModel(hf, tokenizer, masker=TokenMasker(tokenizer, seed=7, mask_rate=0.3))
-        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        model.compile(optimizer=keras.optimizers.Adam(1e-3, epsilon=1e-4))  # see mlm_replicas.py
+    before = hf.get_weights()
     history = model.fit(data, epochs=1, verbose=0).history
-    report("mlm", hf, history)
+    report("mlm", hf, before, history)
 
 
 def simclr():
@@ -79,8 +76,9 @@ def simclr():
         model = vision.SimCLR(encoder, augment=None, temperature=0.5,
                               projection=H.simclr_projection(output_dim=8, hidden_dim=16))
         model.compile(optimizer=keras.optimizers.SGD(0.5))
+    before = model.get_weights()
     history = model.fit(distributed(images), epochs=1, verbose=0).history
-    report("simclr", model, history)
+    report("simclr", model, before, history)
 
 
 mlm(sys.argv[1])

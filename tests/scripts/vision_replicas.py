@@ -1,7 +1,10 @@
 """One optimizer step of every vision method on 1 replica and on a 2-replica MirroredStrategy.
 
-Prints one JSON line per method with the losses and the largest weight difference. Run as a
-subprocess: the two logical CPU devices must be configured before TensorFlow starts.
+Prints one JSON line per case with the losses and ``relative_step_diff`` = max|w_one - w_two| /
+max|w_one - w_before| (tests/numerics.py). Besides the six methods with their default heads, two
+SimCLR cases with a user's projection head: Keras's synchronised batch norm (global statistics,
+correct) and plain batch norm (per-replica statistics: a semantic slip the bound must catch). Run as
+a subprocess: the two logical CPU devices must be configured before TensorFlow starts.
 """
 
 import json
@@ -21,20 +24,33 @@ from keras_ssl import vision  # noqa: E402
 from keras_ssl.vision.backbones import small_cnn  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from numerics import relative_step_difference  # noqa: E402
 from tiny_vision import TINY_HEADS  # noqa: E402
 
 rng = np.random.default_rng(0)
 images = rng.random((16, 12, 12, 1)).astype(np.float32)
 data = tf.data.Dataset.from_tensors(images)
 
-SPECS = TINY_HEADS
+
+
+def user_head(synchronized: bool):
+    return lambda: dict(temperature=0.5, projection=keras.Sequential([
+        keras.layers.Dense(16, use_bias=False),
+        keras.layers.BatchNormalization(synchronized=synchronized),
+        keras.layers.ReLU(),
+        keras.layers.Dense(8),
+    ]))
+
+
+SPECS = {**TINY_HEADS, "SimCLR+user_head_sync_bn": user_head(True),
+         "SimCLR+user_head_plain_bn": user_head(False)}
 
 
 def run(name, strategy, start=None):
     with strategy.scope():
         keras.utils.set_random_seed(0)
         encoder = small_cnn((12, 12, 1), width=4, sync_batchnorm=True)
-        model = getattr(vision, name)(encoder, augment=None, **SPECS[name]())
+        model = getattr(vision, name.split("+")[0])(encoder, augment=None, **SPECS[name]())
         if start is not None:
             model.set_weights(start)
         model.compile(optimizer=keras.optimizers.SGD(0.5))
@@ -55,5 +71,6 @@ for name in sys.argv[1:] or SPECS:
         "method": name,
         "loss": [single["loss"][0], multi["loss"][0]],
         "max_weight_diff": max(float(np.max(np.abs(a - b))) for a, b in zip(single_after, multi_after)),
+        "relative_step_diff": relative_step_difference(start, single_after, multi_after),
         "weights_moved": single["moved"],
     }), flush=True)
