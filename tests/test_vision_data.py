@@ -33,7 +33,13 @@ def test_image_folder(tmp_path):
         Image.fromarray(image).save(folder / f"{i}.png")
     images = list(image_dataset(str(tmp_path), batch_size=5, image_size=(8, 8), shuffle=False))
     assert len(images) == 2 and images[0].shape == (5, 8, 8, 3)
+    # Folder images come as uint8 pixels (the vision methods read float images as [0, 1]).
+    assert images[0].dtype == tf.uint8
+    read = np.concatenate([b.numpy() for b in images])
+    assert sorted(int(v) for v in read.reshape(10, -1).sum(1)) == sorted(int(v) for v in
+                                                                           IMAGES.reshape(10, -1).sum(1))
     x, y = next(iter(image_dataset(str(tmp_path), batch_size=10, image_size=(8, 8), labels=True)))
+    assert x.dtype == tf.uint8
     assert sorted(y.numpy().tolist()) == sorted(LABELS.tolist())
     with pytest.raises(FileNotFoundError, match="No image folder"):
         image_dataset(str(tmp_path / "missing"))

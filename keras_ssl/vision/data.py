@@ -23,6 +23,10 @@ def _drop_labels(*element):
     return element
 
 
+def _to_uint8(image: tf.Tensor) -> tf.Tensor:
+    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
 def image_dataset(
     source: Source,
     batch_size: int = 256,
@@ -40,7 +44,8 @@ def image_dataset(
     ``keras.utils.image_dataset_from_directory``; subfolders are classes when ``labels=True``), or
     ``"tfds:NAME"`` (e.g. ``"tfds:cifar10"``, ``"tfds:stl10"`` with ``split="unlabelled"``; needs the
     data downloaded by tensorflow-datasets). Images keep their dtype (uint8 or float, both accepted
-    by the vision methods) and are resized to ``image_size`` when given. ``drop_remainder`` defaults
+    by the vision methods; images read from a folder are uint8) and are resized to ``image_size``
+    when given. ``drop_remainder`` defaults
     to True because a last batch of one image breaks contrastive losses.
     """
     if isinstance(source, tuple) and len(source) == 2:
@@ -69,6 +74,9 @@ def image_dataset(
             source, labels="inferred" if labels else None, batch_size=None,
             image_size=image_size or (256, 256), shuffle=False,
         )
+        # Keras decodes and resizes to float32 in [0, 255]; the vision methods read float images as
+        # [0, 1], so hand them the uint8 pixels instead.
+        ds = ds.map((lambda x, y: (_to_uint8(x), y)) if labels else _to_uint8)
         image_size = None  # already resized
     else:
         raise TypeError(f"Unsupported image source of type {type(source).__name__}.")
