@@ -1,0 +1,151 @@
+"""``keras-ssl vision pretrain``: self-supervised pretraining of an image encoder from the command line.
+
+Images come from a folder (read recursively; subfolders ignored as labels) or a tensorflow-datasets
+name; the method's augmentation preset makes the views (BYOL: ``augment.byol``, MoCo:
+``augment.moco_v2``, the others: ``augment.simclr``). The trained encoder, a plain Keras model
+``images [batch, H, W, C] -> features [batch, D]``, is saved as ``OUTPUT/encoder.keras``, which
+``keras-ssl export`` turns into a SavedModel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from keras_ssl.cli import runs
+from keras_ssl.cli.errors import UserError
+from keras_ssl.cli.options import add_run_options, positive_int
+
+METHODS = ("simclr", "moco", "byol", "simsiam", "barlow_twins", "vicreg")
+BACKBONES = ("small_cnn", "resnet18")
+ENCODER_FILE = "encoder.keras"
+
+
+def add_parser(commands, parent: argparse.ArgumentParser) -> None:
+    group = commands.add_parser("vision", parents=[parent], help="self-supervised vision: pretrain",
+                                description="Self-supervised pretraining of image encoders.")
+    sub = group.add_subparsers(dest="group", metavar="COMMAND", required=True)
+    pretrain = sub.add_parser(
+        "pretrain", parents=[parent], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="pretrain an image encoder on unlabelled images",
+        description="Pretrain an image encoder with a self-supervised method on unlabelled images and save "
+        f"it as OUTPUT/{ENCODER_FILE}. Example: keras-ssl vision pretrain --method simclr --images photos/ "
+        "--output out/ --image-size 64 --epochs 50")
+    pretrain.add_argument("--method", required=True, choices=METHODS, help="self-supervised method")
+    pretrain.add_argument("--images", required=True, metavar="FOLDER_OR_TFDS_NAME",
+                          help="a folder of images (jpeg/png/bmp/gif, read recursively) or a "
+                          "tensorflow-datasets name such as cifar10 or tfds:stl10 (downloaded beforehand)")
+    pretrain.add_argument("--split", default="train", help="tensorflow-datasets split (e.g. unlabelled)")
+    add_run_options(pretrain, batch_size=256, learning_rate=1e-3, weight_decay=1e-4, save_steps=0)
+    pretrain.add_argument("--image-size", type=positive_int, default=32, help="images are resized to this")
+    pretrain.add_argument("--backbone", choices=BACKBONES, default="resnet18",
+                          help="encoder: CIFAR ResNet-18 (512 features) or a small CNN (fast)")
+    pretrain.add_argument("--width", type=positive_int, default=None,
+                          help="backbone width (default: 64 for resnet18, 32 for small_cnn)")
+    pretrain.add_argument("--hidden-dim", type=positive_int, default=2048,
+                          help="width of the projection/prediction heads")
+    pretrain.add_argument("--projection-dim", type=positive_int, default=128,
+                          help="output of the projection head (SimCLR, MoCo, BYOL)")
+    pretrain.add_argument("--queue-size", type=positive_int, default=4096, help="MoCo's queue of negatives")
+    pretrain.set_defaults(check=check_pretrain, run=run_pretrain)
+
+
+def image_source(images: str) -> str:
+    """A folder path as is, or ``tfds:NAME`` for a tensorflow-datasets name."""
+    if images.startswith("tfds:") or os.path.isdir(images):
+        return images
+    if os.path.exists(images):
+        raise UserError(f"--images {images!r} is a file; pass a folder of images or a tensorflow-datasets "
+                        "name.")
+    if os.sep in images or images.startswith(".") or os.path.splitext(images)[1]:
+        raise UserError(f"--images {images!r}: no such folder. Check the path.")
+    return f"tfds:{images}"
+
+
+def check_pretrain(args) -> None:
+    image_source(args.images)
+    runs.check_output(args, ENCODER_FILE)
+
+
+def build_method(args, channels: int, total_steps: int):
+    """The uncompiled vision method of ``--method`` around a fresh ``--backbone`` encoder."""
+    from keras_ssl import augment, vision
+    from keras_ssl.vision import backbones
+    from keras_ssl.vision import heads as H
+
+    shape = (args.image_size, args.image_size, channels)
+    if args.backbone == "resnet18":
+        encoder = backbones.resnet18_cifar(shape, width=args.width or 64)
+    else:
+        encoder = backbones.small_cnn(shape, width=args.width or 32)
+    size, seed, hidden, out = args.image_size, args.seed, args.hidden_dim, args.projection_dim
+    if args.method == "byol":
+        return vision.BYOL(encoder, augment.byol(size, seed=seed), total_steps=total_steps,
+                           projection=H.byol_projection(hidden, out),
+                           prediction=H.byol_prediction(hidden, out))
+    if args.method == "moco":
+        return vision.MoCo(encoder, augment.moco_v2(size, seed=seed), queue_size=args.queue_size,
+                           projection=H.moco_projection(hidden, out))
+    views = augment.simclr(size, seed=seed)
+    if args.method == "simclr":
+        return vision.SimCLR(encoder, views, projection=H.simclr_projection(out, hidden))
+    if args.method == "simsiam":
+        return vision.SimSiam(encoder, views, projection=H.simsiam_projection(hidden),
+                              prediction=H.simsiam_prediction(max(hidden // 4, 1), hidden))
+    if args.method == "barlow_twins":
+        return vision.BarlowTwins(encoder, views, projection=H.barlow_projection(hidden))
+    return vision.VICReg(encoder, views, projection=H.vicreg_projection(hidden))
+
+
+def run_pretrain(args) -> int:
+    started = time.time()
+    from keras_ssl import optimizers
+    from keras_ssl.backend import keras
+    from keras_ssl.vision import image_dataset
+
+    source = image_source(args.images)
+    try:
+        dataset = image_dataset(source, batch_size=args.batch_size, image_size=(args.image_size,) * 2,
+                                split=args.split, seed=args.seed)
+    except ModuleNotFoundError as err:
+        raise UserError(f"--images {args.images!r} names a tensorflow-datasets dataset but {err.name} is not "
+                        "installed: pip install tensorflow-datasets, or pass a folder of images.") from err
+    channels = int(dataset.element_spec.shape[-1])
+    per_epoch = int(dataset.cardinality().numpy())
+    if per_epoch < 0:
+        from keras_ssl.cli.mlm import count_batches
+
+        per_epoch = count_batches(dataset)
+    if per_epoch == 0:
+        raise UserError(f"--images {args.images!r} has fewer images than one batch (--batch-size "
+                        f"{args.batch_size}). Use a smaller --batch-size or more images.")
+    runs.start_run(args)
+    if args.steps:
+        dataset, steps_per_epoch, epochs = dataset.repeat(), args.steps, 1
+    else:
+        steps_per_epoch, epochs = None, args.epochs or 3
+    total = args.steps or per_epoch * epochs
+    keras.utils.set_random_seed(args.seed)
+    model = build_method(args, channels, total)
+    model.compile(optimizer=optimizers.adamw(
+        learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, total_steps=total,
+        weight_decay=args.weight_decay, decay="cosine", clipnorm=None))
+    callbacks = runs.training_callbacks(args, args.output)
+    history = model.fit(dataset, steps_per_epoch=steps_per_epoch, epochs=epochs, callbacks=callbacks,
+                        verbose=1 if sys.stdout.isatty() else 2)
+    path = os.path.join(args.output, ENCODER_FILE)
+    model.encoder.save(path)
+    metrics = runs.history_metrics(history)
+    runs.finish_run(args, {
+        "global_step": int(model.optimizer.iterations.numpy()), "total_steps": total,
+        "resumed_from_step": runs.start_step(callbacks) if args.resume else None,
+        "encoder": {"file": ENCODER_FILE, "input_shape": list(model.image_shape),
+                    "features": model.feature_dim}, **metrics}, started)
+    summary = ", ".join(f"{k} {v:.4g}" for k, v in metrics["train"].items())
+    print(f"Done: {total} steps; {summary}.")
+    print(f"Saved the encoder to {path} (keras.models.load_model; export it with: keras-ssl export "
+          f"{args.output} EXPORT_DIR); run.json; TensorBoard: tensorboard --logdir "
+          f"{os.path.join(args.output, runs.LOGS)}")
+    return 0
