@@ -8,6 +8,19 @@ Vision models (any keras_ssl vision method, or a plain Keras image encoder) expo
   encoder's input size inside the graph, as in training.
 * ``serve_float``: the same for float32 images already in ``[0, 1]``.
 
+An :class:`~keras_ssl.vision.ImageClassifier` exports the same two image signatures, with outputs
+``probabilities`` float32 ``[batch, num_classes]``, ``label`` int64 ``[batch]`` (the argmax) and,
+when it has ``class_names``, ``class_name`` string ``[batch]``.
+
+A :class:`~keras_ssl.text.TextClassifier` exports:
+
+* ``serving_default``: ``text`` string ``[batch]`` -> ``probabilities`` float32
+  ``[batch, num_labels]`` and ``label`` int64 ``[batch]`` (the most probable class), tokenized
+  inside the graph exactly like the Hugging Face fast tokenizer.
+* ``from_token_ids``: ``input_ids``, ``attention_mask`` int32 ``[batch, length]`` -> the same.
+
+With ``include_strings=False`` only ``from_token_ids`` is exported (also as ``serving_default``).
+
 A :class:`~keras_ssl.text.MaskedLanguageModel` exports:
 
 * ``serving_default``: ``text`` string ``[batch]`` -> fill-mask results for every mask token
@@ -81,6 +94,9 @@ def _serving_module(model, include_strings: bool, top_k: int, max_length: Option
     from keras_ssl.text.model import MaskedLanguageModel
     from keras_ssl.vision.base import VisionSSLModel
 
+    if _is_text_classifier(model):
+        return _text_classifier_serving(model, include_strings, max_length)
+
     if isinstance(model, MaskedLanguageModel):
         if not model.hf_model.built:
             raise ExportError(
@@ -89,6 +105,9 @@ def _serving_module(model, include_strings: bool, top_k: int, max_length: Option
             )
         module = _TextServing(model, include_strings, top_k, max_length)
         return module, module.signatures()
+    classifier = _classifier_module(model)
+    if classifier is not None:
+        return classifier, classifier.signatures()
     if isinstance(model, VisionSSLModel):
         module = _VisionServing(model.encoder, getattr(model, "projection", None))
         return module, module.signatures()
@@ -154,6 +173,31 @@ class _VisionServing(tf.Module):
 
         self.serve, self.serve_float = serve, serve_float
         return {"serving_default": serve, "serve_float": serve_float}
+
+
+def _classifier_module(model) -> Optional[_VisionServing]:
+    from keras_ssl.vision.classifier import ImageClassifier
+
+    return _ClassifierServing(model) if isinstance(model, ImageClassifier) else None
+
+
+class _ClassifierServing(_VisionServing):
+    """Images -> ``probabilities``, ``label`` (and ``class_name``) of an ``ImageClassifier``."""
+
+    def __init__(self, classifier):
+        super().__init__(classifier.encoder)
+        self.classifier = classifier
+        self.class_names = None if classifier.class_names is None else tf.constant(classifier.class_names)
+
+    def _outputs(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
+        if images.shape[1:3] != self.size:
+            images = tf.image.resize(images, self.size, method="bilinear")
+        probabilities = tf.nn.softmax(self.classifier(images, training=False), axis=-1)
+        label = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+        out = {"probabilities": probabilities, "label": label}
+        if self.class_names is not None:
+            out["class_name"] = tf.gather(self.class_names, out["label"])
+        return out
 
 
 def _at(values: tf.Tensor, positions: Optional[tf.Tensor]) -> tf.Tensor:
@@ -242,3 +286,57 @@ class _TextServing(tf.Module):
 
         self.fill_mask, self.tokenize = fill_mask, tokenize
         return {"serving_default": fill_mask, "tokenize": tokenize, "from_token_ids": from_token_ids}
+
+
+# --- TextClassifier ---------------------------------------------------------------------------
+
+
+def _is_text_classifier(model) -> bool:
+    from keras_ssl.text.classifier import TextClassifier
+
+    return isinstance(model, TextClassifier)
+
+
+def _text_classifier_serving(model, include_strings: bool, max_length: Optional[int]):
+    module = _TextClassifierServing(model, include_strings, max_length)
+    return module, module.signatures()
+
+
+class _TextClassifierServing(tf.Module):
+    """Raw strings (or token ids) -> class probabilities and the predicted label."""
+
+    def __init__(self, classifier, include_strings: bool, max_length: Optional[int]):
+        super().__init__(name="keras_ssl_text_classifier")
+        self.hf_model = classifier.hf_model  # tracks the encoder's variables
+        self.head = getattr(classifier, "head", None)  # and keras_ssl's head, if any
+        self._logits = classifier.call
+        limit = min(classifier.max_positions or 512, 512)
+        self.max_length = min(int(max_length), limit) if max_length else limit
+        self.include_strings = include_strings
+        if include_strings:
+            self.tokenizer = CoreWordPiece(classifier.tokenizer, self.max_length)
+
+    def _outputs(self, input_ids, attention_mask) -> Dict[str, tf.Tensor]:
+        logits = self._logits({"input_ids": input_ids, "attention_mask": attention_mask}, training=False)
+        probabilities = tf.nn.softmax(_as_float32(logits), axis=-1)
+        return {"probabilities": probabilities, "label": tf.argmax(probabilities, -1, output_type=tf.int64)}
+
+    def signatures(self) -> dict:
+        ids_spec = [tf.TensorSpec([None, None], tf.int32, name="input_ids"),
+                    tf.TensorSpec([None, None], tf.int32, name="attention_mask")]
+
+        @tf.function(autograph=False, input_signature=ids_spec)
+        def from_token_ids(input_ids, attention_mask):
+            return self._outputs(input_ids, attention_mask)
+
+        self.from_token_ids = from_token_ids
+        if not self.include_strings:
+            return {"serving_default": from_token_ids, "from_token_ids": from_token_ids}
+
+        @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        def classify(text):
+            enc = self.tokenizer(text)
+            return self._outputs(enc["input_ids"], enc["attention_mask"])
+
+        self.classify = classify
+        return {"serving_default": classify, "from_token_ids": from_token_ids}

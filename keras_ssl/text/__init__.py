@@ -1,7 +1,9 @@
 """Masked-language modelling on your own text."""
 
 from keras_ssl.text.callbacks import FillMaskCallback
+from keras_ssl.text.classifier import TextClassifier
 from keras_ssl.text.data import CorpusDecodeError, iter_documents, text_dataset
+from keras_ssl.text.labelled import labelled_text_dataset
 from keras_ssl.text.masking import IGNORE_INDEX, TokenMasker
 from keras_ssl.text.model import MaskedLanguageModel
 from keras_ssl.text.tokenizer_training import train_tokenizer
@@ -12,9 +14,11 @@ __all__ = [
     "FillMaskCallback",
     "IGNORE_INDEX",
     "MaskedLanguageModel",
+    "TextClassifier",
     "TokenMasker",
     "VocabularyInfo",
     "iter_documents",
+    "labelled_text_dataset",
     "text_dataset",
     "train_tokenizer",
 ]

@@ -1,0 +1,247 @@
+"""``ImageClassifier``: a classification head on any image encoder, for probing and fine-tuning.
+
+Three recipes, one class:
+
+* **linear probe**: ``ImageClassifier(encoder, n, freeze_encoder=True)``; only the head trains and
+  the encoder runs in inference mode (its weights and batch-norm statistics stay bit-for-bit).
+* **full fine-tune**: ``ImageClassifier(encoder, n)``; everything trains.
+* **LP-FT** (probe, then fine-tune; Kumar et al. 2022): :meth:`ImageClassifier.fit_lp_ft` trains
+  the head on the frozen encoder first, then everything at a smaller learning rate, so the
+  pretrained features are not distorted by gradients from a random head.
+
+``freeze_batchnorm=True`` keeps every ``BatchNormalization`` layer of the encoder frozen even
+while the rest fine-tunes. A frozen Keras BN layer (``trainable=False``) runs in **inference mode**:
+it normalises with its moving statistics and never updates them (nor gamma/beta). That is the usual
+choice for small fine-tuning batches.
+
+Labels are integer class ids ``0 .. num_classes - 1`` (sparse). Float, string or one-hot labels
+and ids out of range raise ``ValueError`` when ``fit``/``evaluate`` get arrays (checked in NumPy
+first). With ``tf.data`` input a non-integer dtype raises ``ValueError`` when the step is traced and
+out-of-range ids raise ``InvalidArgumentError`` at run time, except under ``jit_compile=True``
+(XLA drops the assertion and the loss becomes NaN). Array labels that miss some of the
+``num_classes`` classes only **warn** (``UserWarning``): a small label budget can legitimately lack
+a class, but the head will never learn to predict it. Layer-wise learning-rate decay is not
+implemented.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+
+from keras_ssl.backend import keras, tf
+from keras_ssl.vision.base import as_float_images
+
+
+def _encoder_of(encoder) -> keras.Model:
+    from keras_ssl.vision.base import VisionSSLModel
+
+    encoder = encoder.encoder if isinstance(encoder, VisionSSLModel) else encoder
+    if not isinstance(encoder, keras.Model) or not encoder.built or not encoder.inputs:
+        raise ValueError(
+            "The encoder must be a built Keras model with a known input shape (or a keras_ssl vision "
+            "method, whose .encoder is used), e.g. vision.backbones.small_cnn((32, 32, 1))."
+        )
+    if len(encoder.inputs[0].shape) != 4:
+        raise ValueError(f"The encoder must take images [batch, H, W, C]; it takes "
+                         f"{encoder.inputs[0].shape}.")
+    if len(encoder.outputs[0].shape) != 2:
+        raise ValueError(
+            f"The encoder must output features [batch, dim]; it outputs {encoder.outputs[0].shape}. "
+            "Add a pooling layer (e.g. pooling='avg' for keras.applications models)."
+        )
+    return encoder
+
+
+def check_labels(y, num_classes: int) -> np.ndarray:
+    """Validate array labels: integer class ids in ``[0, num_classes)``; warns when a class is absent."""
+    y = np.asarray(y)
+    if y.dtype.kind in "OUSb" or y.dtype.kind == "f":
+        hint = ("map them to ids first, e.g. names, y = np.unique(y, return_inverse=True)"
+                if y.dtype.kind in "OUS" else "cast integral values with y.astype('int64')")
+        raise ValueError(f"Labels must be integer class ids 0..{num_classes - 1}; got dtype {y.dtype}: "
+                         f"{hint}.")
+    if y.ndim == 2 and y.shape[1] == num_classes and num_classes > 1:
+        raise ValueError("Labels look one-hot [n, num_classes]; pass class ids instead: y.argmax(axis=1).")
+    if y.ndim > 1 and not (y.ndim == 2 and y.shape[1] == 1):
+        raise ValueError(f"Labels must have shape [n] (class ids); got {y.shape}.")
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(
+            f"Labels must lie in [0, {num_classes - 1}] for num_classes={num_classes}; got values from "
+            f"{y.min()} to {y.max()}. Fix the labels or build the classifier with more classes."
+        )
+    missing = sorted(set(range(num_classes)) - set(np.unique(y).tolist()))
+    if y.size and missing:
+        warnings.warn(
+            f"The labels contain no example of class(es) {missing[:20]} of {num_classes}: the classifier "
+            "will not learn to predict them. Check the labels or the sampling.", UserWarning, stacklevel=3)
+    return y
+
+
+class ImageClassifier(keras.Model):
+    """A classifier ``images [batch, H, W, C] -> logits [batch, num_classes]`` on ``encoder``.
+
+    Args:
+        encoder: a built Keras model ``[batch, H, W, C] -> [batch, D]`` or a keras_ssl vision method
+            (its ``.encoder``; the encoder is shared, not copied).
+        num_classes: number of classes (>= 2).
+        head: ``"linear"`` (one ``Dense``) or ``"mlp"`` (``Dense(hidden_dim, relu)`` then ``Dense``).
+        freeze_encoder: linear probe; the encoder neither trains nor updates batch-norm statistics
+            (sets ``encoder.trainable = False``, which a vision method sharing the encoder sees too).
+        freeze_batchnorm: keep the encoder's ``BatchNormalization`` layers frozen (inference mode).
+        dropout: dropout rate on the features, before the (last) ``Dense``.
+        hidden_dim: width of the ``"mlp"`` head (default: the feature dimension).
+        class_names: optional names of the classes, served by the SavedModel export.
+
+    ``model(images)`` returns float32 logits; ``predict`` returns probabilities
+    ``[n, num_classes]``. Images are uint8 in ``[0, 255]`` or float in ``[0, 1]``, at the encoder's
+    input size. ``compile(optimizer)`` adds sparse categorical cross-entropy (from logits) and
+    accuracy; a custom ``loss`` receives the logits.
+    """
+
+    def __init__(self, encoder, num_classes: int, head: str = "linear", freeze_encoder: bool = False,
+                 freeze_batchnorm: bool = False, dropout: float = 0.0, hidden_dim: Optional[int] = None,
+                 class_names: Optional[Sequence[str]] = None, name: str = "image_classifier", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if int(num_classes) < 2:
+            raise ValueError(f"num_classes must be at least 2; got {num_classes}.")
+        if head not in ("linear", "mlp"):
+            raise ValueError(f"head must be 'linear' or 'mlp'; got {head!r}.")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1); got {dropout}.")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"class_names has {len(class_names)} names for {num_classes} classes.")
+        self.encoder = _encoder_of(encoder)
+        self.num_classes = int(num_classes)
+        self.class_names = None if class_names is None else [str(c) for c in class_names]
+        self.image_shape = tuple(self.encoder.inputs[0].shape[1:])
+        self.feature_dim = int(self.encoder.outputs[0].shape[-1])
+        self.freeze_batchnorm = bool(freeze_batchnorm)
+        layers = []
+        if head == "mlp":
+            width = hidden_dim or self.feature_dim
+            layers.append(keras.layers.Dense(width, activation="relu", name="hidden"))
+        if dropout:
+            layers.append(keras.layers.Dropout(dropout, name="dropout"))
+        layers.append(keras.layers.Dense(self.num_classes, dtype="float32", name="logits"))
+        self.head = keras.Sequential(layers, name="head")
+        self.head.build((None, self.feature_dim))
+        self.set_encoder_frozen(freeze_encoder)
+        self.built = True
+
+    # --- freezing ----------------------------------------------------------------------------
+    @property
+    def encoder_frozen(self) -> bool:
+        return self._encoder_frozen
+
+    def set_encoder_frozen(self, frozen: bool) -> None:
+        """Freeze (linear probe) or unfreeze (fine-tune) the encoder; ``compile`` again afterwards.
+
+        Unfreezing restores the ``trainable`` flags the encoder's layers had before freezing (layers
+        the user froze stay frozen); ``freeze_batchnorm`` layers stay frozen either way.
+        """
+        self._encoder_frozen = bool(frozen)
+        layers = [layer for layer in self.encoder.submodules if isinstance(layer, keras.layers.Layer)]
+        saved = getattr(self, "_trainable_before_freezing", None)
+        if frozen and saved is None:
+            saved = (self.encoder.trainable, [layer for layer in layers if not layer.trainable])
+            object.__setattr__(self, "_trainable_before_freezing", saved)  # untracked by Keras
+            self.encoder.trainable = False
+        elif not frozen and saved is not None:
+            object.__setattr__(self, "_trainable_before_freezing", None)
+            self.encoder.trainable = True  # unfreezes every sublayer: re-freeze those that were frozen
+            for layer in saved[1]:
+                layer.trainable = False
+            if not saved[0]:
+                self.encoder.trainable = False
+        if self.freeze_batchnorm:
+            for layer in layers:
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.trainable = False
+
+    # --- forward -------------------------------------------------------------------------------
+    def features(self, images, training: bool = False) -> tf.Tensor:
+        """Encoder features ``[batch, D]`` of uint8 or float images."""
+        images = as_float_images(images)
+        channels, expected = images.shape[-1], self.image_shape[-1]
+        if channels is not None and expected is not None and channels != expected:
+            raise ValueError(f"Images have {channels} channels but the encoder takes {expected}.")
+        return self.encoder(images, training=False if self._encoder_frozen else training)
+
+    def call(self, images, training: bool = False) -> tf.Tensor:
+        """Float32 logits ``[batch, num_classes]``."""
+        if isinstance(images, (tuple, list)):
+            images = images[0]
+        return tf.cast(self.head(self.features(images, training), training=training), tf.float32)
+
+    def predict_step(self, data) -> tf.Tensor:
+        """Probabilities ``[batch, num_classes]`` (softmax of the logits)."""
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return tf.nn.softmax(self(x, training=False), axis=-1)
+
+    # --- training --------------------------------------------------------------------------
+    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs) -> None:
+        """``compile(optimizer)``: loss and accuracy default to sparse cross-entropy (logits) and accuracy."""
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True) if loss is None else loss
+        if metrics is None:
+            metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        # kept for fit_lp_ft; object.__setattr__ keeps Keras from tracking the metrics a second time
+        object.__setattr__(self, "_compile_args", {"loss": loss, "metrics": metrics, **kwargs})
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def _checked(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if y is None:
+            raise ValueError("ImageClassifier trains on (images, labels) batches; got images without labels.")
+        y = tf.convert_to_tensor(y) if not isinstance(y, tf.Tensor) else y
+        if not y.dtype.is_integer:
+            raise ValueError(f"Labels must be integer class ids 0..{self.num_classes - 1}; got dtype "
+                             f"{y.dtype.name}. Cast them (tf.cast(y, tf.int64)) or map names to ids.")
+        y = tf.cast(y, tf.int64)
+        tf.debugging.assert_non_negative(y, message="Labels must be class ids >= 0.")
+        tf.debugging.assert_less(y, tf.constant(self.num_classes, tf.int64),
+                                 message=f"Labels must be class ids < num_classes={self.num_classes}.")
+        return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
+
+    def train_step(self, data):
+        return super().train_step(self._checked(data))
+
+    def test_step(self, data):
+        return super().test_step(self._checked(data))
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        if y is not None:
+            check_labels(y, self.num_classes)
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        if y is not None:
+            check_labels(y, self.num_classes)
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def fit_lp_ft(self, x, y=None, *, probe_epochs: int = 10, finetune_epochs: int = 10,
+                  probe_learning_rate: float = 1e-2, finetune_learning_rate: float = 1e-4,
+                  probe_optimizer=None, finetune_optimizer=None, **fit_kwargs) -> Dict[str, Any]:
+        """LP-FT: train the head on the frozen encoder, then everything at a smaller learning rate.
+
+        ``x``/``y`` and ``fit_kwargs`` (``batch_size``, ``validation_data``, ``callbacks``, ...) go to
+        both ``fit`` calls. The optimizers default to Adam at ``probe_learning_rate`` and
+        ``finetune_learning_rate``. The loss and metrics of the last ``compile`` (or the defaults)
+        are kept. Afterwards the encoder is unfrozen (batch norm stays frozen with
+        ``freeze_batchnorm``) and the model is compiled for further fine-tuning.
+        Returns ``{"probe": History, "finetune": History}``.
+        """
+        compile_args = dict(getattr(self, "_compile_args", {}))
+        histories = {}
+        for phase, frozen, epochs, optimizer, rate in (
+                ("probe", True, probe_epochs, probe_optimizer, probe_learning_rate),
+                ("finetune", False, finetune_epochs, finetune_optimizer, finetune_learning_rate)):
+            self.set_encoder_frozen(frozen)
+            self.compile(optimizer=optimizer or keras.optimizers.Adam(rate), **compile_args)
+            histories[phase] = self.fit(x, y, epochs=epochs, **fit_kwargs) if epochs else None
+        return histories
+
+    def get_config(self) -> dict:
+        return {"num_classes": self.num_classes, "class_names": self.class_names}
