@@ -3,6 +3,7 @@
 from keras_ssl.text.callbacks import FillMaskCallback
 from keras_ssl.text.classifier import TextClassifier
 from keras_ssl.text.data import CorpusDecodeError, iter_documents, text_dataset
+from keras_ssl.text.head_warmup import fit_head, head_variables
 from keras_ssl.text.labelled import labelled_text_dataset
 from keras_ssl.text.masking import IGNORE_INDEX, TokenMasker
 from keras_ssl.text.model import MaskedLanguageModel
@@ -17,6 +18,8 @@ __all__ = [
     "TextClassifier",
     "TokenMasker",
     "VocabularyInfo",
+    "fit_head",
+    "head_variables",
     "iter_documents",
     "labelled_text_dataset",
     "text_dataset",

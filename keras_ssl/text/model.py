@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -27,7 +28,10 @@ class MaskedLanguageModel(SSLModel):
     ``train_step``: mask ``input_ids`` (fresh masks every step) -> encoder -> LM head at the masked
     positions only -> cross-entropy averaged over the masked tokens of the *global* batch.
     ``test_step`` uses deterministic masks, so validation numbers compare across epochs.
-    Metrics: ``loss``, ``masked_accuracy``, ``perplexity`` (exp of the token-weighted mean loss).
+    Metrics: ``loss``, ``masked_accuracy``, ``perplexity`` (exp of the token-weighted mean loss) and
+    ``word_accuracy``: the masked accuracy over the masked tokens that are alphabetic word pieces
+    (``for``, ``##ing``), leaving out punctuation, digits and symbols, whose high frequency in code
+    and markup can make ``masked_accuracy`` look good for a model that predicts ``-`` or ``"``.
 
     Batches are dicts with ``input_ids`` ``int [batch, length]`` and optionally ``attention_mask``
     (see :func:`keras_ssl.text.text_dataset`). ``model(batch)`` returns logits ``[batch, length, vocab]``.
@@ -56,7 +60,10 @@ class MaskedLanguageModel(SSLModel):
         self.gather_logits = gather_logits
         self._split = split_masked_lm(hf_model)
         self._encoder = base_encoder(hf_model)
+        self._word_tokens = tf.constant(word_token_table(tokenizer, model_vocab))
         self.max_positions = getattr(hf_model.config, "max_position_embeddings", None)
+        # True when from_pretrained found no MLM-head weights: call fit_head before fit.
+        self.head_is_fresh = False
         # All weights live in the (built) HF model: callbacks such as BackupAndRestore need a built model.
         self.built = bool(hf_model.built)
 
@@ -75,8 +82,9 @@ class MaskedLanguageModel(SSLModel):
     ) -> MaskedLanguageModel:
         """Load any model ``TFAutoModelForMaskedLM`` loads (a local directory or a hub name).
 
-        A checkpoint without MLM-head weights (e.g. a sentence encoder) gets a fresh head, and
-        says so. A directory written by :meth:`save_pretrained` restores the masking settings too.
+        A checkpoint without MLM-head weights (e.g. a sentence encoder) gets a fresh head, says so
+        and sets ``head_is_fresh``: warm the head up with :meth:`fit_head` before ``fit``. A directory
+        written by :meth:`save_pretrained` restores the masking settings too.
         """
         from transformers import AutoTokenizer, TFAutoModelForMaskedLM
 
@@ -87,11 +95,13 @@ class MaskedLanguageModel(SSLModel):
         hf_model, info = TFAutoModelForMaskedLM.from_pretrained(
             name_or_path, output_loading_info=True, **hf_kwargs
         )
-        fresh = [k for k in info.get("missing_keys", []) if any(h in k for h in _HEAD_HINTS)]
+        prefix = hf_model.base_model_prefix
+        fresh = [k for k in info.get("missing_keys", []) if _is_head_weight(k, prefix)]
         if fresh:
             logger.warning(
                 "keras_ssl: %s has no masked-LM head weights; the head (%d tensors) starts "
-                "freshly initialised and is learned during fine-tuning.",
+                "freshly initialised. Call model.fit_head(train_data) before fit() so that it learns "
+                "to read the encoder (otherwise it first learns to predict the most frequent tokens).",
                 name_or_path,
                 len(fresh),
             )
@@ -106,7 +116,9 @@ class MaskedLanguageModel(SSLModel):
         if os.path.isfile(saved):
             with open(saved) as f:
                 masker_kwargs = {**json.load(f), **({"seed": seed} if seed is not None else {})}
-        return cls(hf_model, tokenizer, masker=TokenMasker(tokenizer, **masker_kwargs))
+        model = cls(hf_model, tokenizer, masker=TokenMasker(tokenizer, **masker_kwargs))
+        model.head_is_fresh = bool(fresh)
+        return model
 
     @classmethod
     def from_config(
@@ -153,7 +165,8 @@ class MaskedLanguageModel(SSLModel):
 
     # --- the training pieces ---------------------------------------------------------------
     def stat_metrics(self) -> list:
-        return [RatioMetric("masked_accuracy"), RatioMetric("perplexity", transform=tf.exp)]
+        return [RatioMetric("masked_accuracy"), RatioMetric("perplexity", transform=tf.exp),
+                RatioMetric("word_accuracy")]
 
     def _as_features(self, inputs) -> Dict[str, tf.Tensor]:
         if not isinstance(inputs, dict):
@@ -195,16 +208,26 @@ class MaskedLanguageModel(SSLModel):
             selected = tf.not_equal(labels, IGNORE_INDEX)
             picked = tf.boolean_mask(hidden, selected)[:, None, :]  # [n, 1, hidden]
             logits = head(picked, training)[:, 0, :]  # [n, vocab]
-            ce_sum, correct, count = masked_lm_terms(logits, tf.boolean_mask(labels, selected))
+            labels = tf.boolean_mask(labels, selected)
         else:
             logits = self.hf_model(input_ids=ids, attention_mask=attention_mask, training=training).logits
-            ce_sum, correct, count = masked_lm_terms(logits, labels)
+        ce_sum, correct, count = masked_lm_terms(logits, labels)
+        word_correct, word_count = self._word_terms(logits, labels)
         global_count = replica_sum(count)
         if not self._xla:
             tf.cond(global_count > 0, lambda: tf.constant(True), _warn_nothing_masked)
         loss_share = tf.math.divide_no_nan(ce_sum, global_count)
-        stats = {"masked_accuracy": (correct, count), "perplexity": (ce_sum, count)}
+        stats = {"masked_accuracy": (correct, count), "perplexity": (ce_sum, count),
+                 "word_accuracy": (word_correct, word_count)}
         return loss_share, stats
+
+    def _word_terms(self, logits: tf.Tensor, labels: tf.Tensor):
+        """``(correct, count)`` float32 over the predicted positions whose label is a word token."""
+        labels = tf.cast(labels, tf.int32)
+        safe = tf.clip_by_value(labels, 0, tf.shape(self._word_tokens)[0] - 1)
+        word = tf.cast(tf.not_equal(labels, IGNORE_INDEX) & tf.gather(self._word_tokens, safe), tf.float32)
+        correct = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels), tf.float32)
+        return tf.reduce_sum(correct * word), tf.reduce_sum(word)
 
     @property
     def _xla(self) -> bool:
@@ -217,6 +240,20 @@ class MaskedLanguageModel(SSLModel):
         return self.hf_model(
             input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"), training=training
         ).logits
+
+    def fit_head(self, data, steps: int = 200, learning_rate: float = 3e-3,
+                 init_head: Optional[bool] = None, log_every: int = 0,
+                 print_fn=print) -> Dict[str, List[float]]:
+        """Fit only the LM head on frozen encoder features (see :func:`keras_ssl.text.fit_head`).
+
+        Use it on a fresh head (``head_is_fresh``) before ``fit``: the encoder runs in inference
+        mode, the word embeddings stay frozen, and the compiled optimizer is untouched. Returns the
+        per-step ``{"loss", "masked_accuracy"}`` history.
+        """
+        from keras_ssl.text.head_warmup import fit_head
+
+        return fit_head(self, data, steps=steps, learning_rate=learning_rate, init_head=init_head,
+                        log_every=log_every, print_fn=print_fn)
 
     # --- using the model -------------------------------------------------------------------
     def _tokenize(self, texts: Sequence[str], max_length: Optional[int] = None) -> Dict[str, np.ndarray]:
@@ -283,6 +320,29 @@ class MaskedLanguageModel(SSLModel):
 
     def get_config(self) -> Dict[str, Any]:
         return {"masker": self.masker.get_config(), "gather_logits": self.gather_logits}
+
+
+def word_token_table(tokenizer, size: int) -> np.ndarray:
+    """bool ``[size]``: the token is alphabetic once its word-piece marker is removed (``##ing``,
+    ``Ġthe``, ``▁for``); special tokens, punctuation, digits and mixed tokens are not words."""
+    table = np.zeros(size, bool)
+    special = set(tokenizer.all_special_ids)
+    for i, token in enumerate(tokenizer.convert_ids_to_tokens(list(range(min(len(tokenizer), size))))):
+        if token is None or i in special:
+            continue
+        text = token[2:] if token.startswith("##") else token.lstrip("Ġ▁")
+        table[i] = text.isalpha()
+    return table
+
+
+def _is_head_weight(name: str, base_prefix: str) -> bool:
+    """Whether a missing-weight name of ``TFAutoModelForMaskedLM.from_pretrained`` is an LM-head weight.
+
+    PyTorch checkpoints name them ``cls.predictions...``; TensorFlow checkpoints of a bare encoder
+    report the whole head layer (``mlm___cls``). Anything outside the base model is head.
+    """
+    first = re.split(r"[./]|___", name, maxsplit=1)[0]
+    return any(h in name for h in _HEAD_HINTS) or (first != base_prefix and "position_ids" not in name)
 
 
 def mean_pool(hidden: tf.Tensor, attention_mask) -> tf.Tensor:
