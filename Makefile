@@ -24,7 +24,7 @@ demo: setup
 	$(BIN)/python -m keras_ssl.demo
 
 lint: setup
-	$(BIN)/ruff check keras_ssl tests benchmarks
+	$(BIN)/ruff check keras_ssl tests benchmarks docs
 
 test: setup lint
 	$(BIN)/python -m pytest -q

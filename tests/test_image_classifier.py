@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
+from test_export import serve
 
 from keras_ssl import datasets, export_saved_model
 from keras_ssl.backend import keras, tf
 from keras_ssl.vision import ImageClassifier, SimCLR
 from keras_ssl.vision.backbones import small_cnn
-
-SERVE = os.path.join(os.path.dirname(__file__), "scripts", "serve_export.py")
 
 
 @pytest.fixture(scope="module")
@@ -139,19 +133,6 @@ def test_weights_save_and_reload(fine_tuned, digits, tmp_path):
     other.load_weights(path)
     np.testing.assert_allclose(other.predict(digits["test_x"][:20], verbose=0),
                                fine_tuned.predict(digits["test_x"][:20], verbose=0), atol=1e-6)
-
-
-def serve(export_dir: str, calls: list, inputs: dict, tmp_path) -> dict:
-    """Run ``calls`` against ``export_dir`` in a fresh Python that imports TensorFlow only."""
-    calls_path, in_path, out_path = (str(tmp_path / f) for f in ("calls.json", "in.npz", "out.npz"))
-    with open(calls_path, "w") as f:
-        json.dump(calls, f)
-    np.savez(in_path, **inputs)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TF_USE_LEGACY_KERAS")}
-    proc = subprocess.run([sys.executable, SERVE, export_dir, calls_path, in_path, out_path],
-                          capture_output=True, text=True, timeout=300, env=env, cwd=str(tmp_path))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return dict(np.load(out_path))
 
 
 def test_export_serves_probabilities_and_labels_with_tensorflow_alone(fine_tuned, digits, tmp_path):
