@@ -11,10 +11,21 @@ from keras_ssl.evaluation.digits_protocol import (
 from keras_ssl.evaluation.features import encode, extract_features
 from keras_ssl.evaluation.knn import knn_accuracy, knn_accuracy_from_features, knn_predict
 from keras_ssl.evaluation.linear_probe import linear_probe
+from keras_ssl.evaluation.mnist_protocol import (
+    MNIST_CLASSIFIER,
+    MNIST_PRETRAIN,
+    encoder_payoff,
+    mnist_encoder,
+    mnist_labels,
+    mnist_payoff,
+    pretrain_on_mnist,
+)
 from keras_ssl.evaluation.statistics import effective_rank, embedding_std
 
 __all__ = [
     "DIGITS_RECIPES",
+    "MNIST_CLASSIFIER",
+    "MNIST_PRETRAIN",
     "CollapseMonitor",
     "CollapseWarning",
     "KNNMonitor",
@@ -23,11 +34,16 @@ __all__ = [
     "digits_report",
     "effective_rank",
     "embedding_std",
+    "encoder_payoff",
     "encode",
     "extract_features",
     "knn_accuracy",
     "knn_accuracy_from_features",
     "knn_predict",
     "linear_probe",
+    "mnist_encoder",
+    "mnist_labels",
+    "mnist_payoff",
     "pretrain_on_digits",
+    "pretrain_on_mnist",
 ]
