@@ -205,7 +205,28 @@ def _at(values: tf.Tensor, positions: Optional[tf.Tensor]) -> tf.Tensor:
     return values if positions is None else tf.gather(values, tf.maximum(positions, 0), batch_dims=1)
 
 
-class _TextServing(tf.Module):
+class _TokenIdServing(tf.Module):
+    """A text module's signatures: ``from_token_ids`` always, and ``string_signatures()`` (raw
+    strings in, through the core-TF tokenizer) when ``include_strings``; subclasses define
+    ``_from_ids(input_ids, attention_mask) -> dict`` and ``string_signatures() -> dict``."""
+
+    include_strings: bool
+
+    def signatures(self) -> dict:
+        ids_spec = [tf.TensorSpec([None, None], tf.int32, name="input_ids"),
+                    tf.TensorSpec([None, None], tf.int32, name="attention_mask")]
+
+        @tf.function(autograph=False, input_signature=ids_spec)
+        def from_token_ids(input_ids, attention_mask):
+            return self._from_ids(input_ids, attention_mask)
+
+        self.from_token_ids = from_token_ids
+        if not self.include_strings:
+            return {"serving_default": from_token_ids, "from_token_ids": from_token_ids}
+        return {**self.string_signatures(), "from_token_ids": from_token_ids}
+
+
+class _TextServing(_TokenIdServing):
     def __init__(self, mlm, include_strings: bool, top_k: int, max_length: Optional[int]):
         super().__init__(name="keras_ssl_text")
         self.hf_model = mlm.hf_model
@@ -264,18 +285,7 @@ class _TextServing(tf.Module):
             "embedding": mean_pool(hidden, mask),
         }
 
-    def signatures(self) -> dict:
-        ids_spec = [tf.TensorSpec([None, None], tf.int32, name="input_ids"),
-                    tf.TensorSpec([None, None], tf.int32, name="attention_mask")]
-
-        @tf.function(autograph=False, input_signature=ids_spec)
-        def from_token_ids(input_ids, attention_mask):
-            return self._from_ids(input_ids, attention_mask)
-
-        self.from_token_ids = from_token_ids
-        if not self.include_strings:
-            return {"serving_default": from_token_ids, "from_token_ids": from_token_ids}
-
+    def string_signatures(self) -> dict:
         @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
         def fill_mask(text):
             return self._fill_mask(text)
@@ -285,7 +295,7 @@ class _TextServing(tf.Module):
             return self.tokenizer(text)
 
         self.fill_mask, self.tokenize = fill_mask, tokenize
-        return {"serving_default": fill_mask, "tokenize": tokenize, "from_token_ids": from_token_ids}
+        return {"serving_default": fill_mask, "tokenize": tokenize}
 
 
 # --- TextClassifier ---------------------------------------------------------------------------
@@ -302,7 +312,7 @@ def _text_classifier_serving(model, include_strings: bool, max_length: Optional[
     return module, module.signatures()
 
 
-class _TextClassifierServing(tf.Module):
+class _TextClassifierServing(_TokenIdServing):
     """Raw strings (or token ids) -> class probabilities and the predicted label."""
 
     def __init__(self, classifier, include_strings: bool, max_length: Optional[int]):
@@ -321,22 +331,14 @@ class _TextClassifierServing(tf.Module):
         probabilities = tf.nn.softmax(_as_float32(logits), axis=-1)
         return {"probabilities": probabilities, "label": tf.argmax(probabilities, -1, output_type=tf.int64)}
 
-    def signatures(self) -> dict:
-        ids_spec = [tf.TensorSpec([None, None], tf.int32, name="input_ids"),
-                    tf.TensorSpec([None, None], tf.int32, name="attention_mask")]
+    def _from_ids(self, input_ids, attention_mask) -> Dict[str, tf.Tensor]:
+        return self._outputs(input_ids, attention_mask)
 
-        @tf.function(autograph=False, input_signature=ids_spec)
-        def from_token_ids(input_ids, attention_mask):
-            return self._outputs(input_ids, attention_mask)
-
-        self.from_token_ids = from_token_ids
-        if not self.include_strings:
-            return {"serving_default": from_token_ids, "from_token_ids": from_token_ids}
-
+    def string_signatures(self) -> dict:
         @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
         def classify(text):
             enc = self.tokenizer(text)
             return self._outputs(enc["input_ids"], enc["attention_mask"])
 
         self.classify = classify
-        return {"serving_default": classify, "from_token_ids": from_token_ids}
+        return {"serving_default": classify}
