@@ -40,19 +40,16 @@ def cli(*args, timeout: int = TIMEOUT) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout)
 
 
-def assert_clean(stderr: str, lazy: bool) -> None:
+def assert_clean(stderr: str) -> None:
     assert "Traceback" not in stderr, stderr
-    if lazy:  # quiet() runs before TensorFlow is imported only if `import keras_ssl` does not import it
-        assert not [n for n in NOISE if n in stderr], stderr
+    assert not [n for n in NOISE if n in stderr], stderr
 
 
-@pytest.fixture(scope="module")
-def lazy() -> bool:
-    """``import keras_ssl`` leaves TensorFlow unimported (needed for a quiet, fast CLI): asserted."""
+def test_import_keras_ssl_leaves_tensorflow_unimported():
+    """quiet() can hide TensorFlow's start-up noise only if it runs before TensorFlow is imported."""
     done = subprocess.run([sys.executable, "-c", "import sys, keras_ssl; print('tensorflow' in sys.modules)"],
                           capture_output=True, text=True, timeout=120)
     assert done.stdout.strip().endswith("False"), done.stdout + done.stderr
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +76,7 @@ def tiny_model(tmp_path_factory, minilm_tokenizer):
 
 
 @pytest.fixture(scope="module")
-def trained_text(tmp_path_factory, tiny_model, corpus, lazy):
+def trained_text(tmp_path_factory, tiny_model, corpus):
     """``mlm train`` killed (SIGKILL) after its step-4 backup, then finished with ``--resume``."""
     out = tmp_path_factory.mktemp("mlm_run") / "out"
     args = ["mlm", "train", "--model", tiny_model, "--data", corpus, "--output", out, *MLM_ARGS]
@@ -100,7 +97,7 @@ def trained_text(tmp_path_factory, tiny_model, corpus, lazy):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert_clean(log.read_text(), lazy)
+    assert_clean(log.read_text())
     resumed = cli(*args, "--resume")
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-4000:]
     return out, resumed
@@ -143,7 +140,7 @@ def test_help_of_every_command(command, capsys):
         assert "--resume" in out and "--head-steps" in out and "(default: 32)" in out
 
 
-def test_console_script_and_module_answer_help_without_tensorflow(lazy):
+def test_console_script_and_module_answer_help_without_tensorflow():
     script = shutil.which("keras-ssl", path=os.path.dirname(sys.executable))
     assert script, "no keras-ssl console script: pip install -e ."
     done = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
@@ -214,11 +211,11 @@ def test_input_errors_exit_1_with_one_line(tiny_model, tmp_path):
         assert all(m in lines[0] for m in messages), (name, lines[0])
 
 
-def test_errors_raised_by_keras_ssl_are_one_line(tiny_model, corpus, tmp_path, lazy):
+def test_errors_raised_by_keras_ssl_are_one_line(tiny_model, corpus, tmp_path):
     done = cli("mlm", "train", "--model", tiny_model, "--data", corpus, "--output", tmp_path / "o",
                "--max-length", "100", "--steps", "1")
     assert done.returncode == 1, done.stderr[-3000:]
-    assert_clean(done.stderr, lazy)
+    assert_clean(done.stderr)
     assert done.stderr.strip().splitlines()[-1].startswith("keras-ssl: error: max_length=100 exceeds")
 
 
@@ -226,8 +223,8 @@ def test_errors_raised_by_keras_ssl_are_one_line(tiny_model, corpus, tmp_path, l
 
 
 @pytest.mark.parametrize("mode", ["quiet", "verbose"])
-def test_quiet_hides_noise_but_not_keras_ssl_warnings(mode, lazy):
-    done = subprocess.run([sys.executable, QUIET_LOAD, mode, "import" if lazy else "path"],
+def test_quiet_hides_noise_but_not_keras_ssl_warnings(mode):
+    done = subprocess.run([sys.executable, QUIET_LOAD, mode],
                           capture_output=True, text=True, timeout=TIMEOUT)
     assert done.returncode == 0 and "LOADED" in done.stdout, done.stderr[-3000:]
     assert "has no masked-LM head weights" in done.stderr  # keras_ssl's own warning always shows
@@ -242,7 +239,7 @@ def test_quiet_hides_noise_but_not_keras_ssl_warnings(mode, lazy):
 # --- text ------------------------------------------------------------------------------------------
 
 
-def test_mlm_train_killed_and_resumed_finishes_all_steps(trained_text, lazy):
+def test_mlm_train_killed_and_resumed_finishes_all_steps(trained_text):
     out, resumed = trained_text
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "finished" and run["resumed"]
@@ -253,12 +250,12 @@ def test_mlm_train_killed_and_resumed_finishes_all_steps(trained_text, lazy):
     assert not (out / "backup").exists()  # deleted once training ended
     assert any((out / "logs").rglob("events.out.tfevents*"))
     assert {"config.json", "tf_model.h5", "tokenizer.json", "keras_ssl_masker.json"} <= set(os.listdir(out))
-    assert_clean(resumed.stderr, lazy)
+    assert_clean(resumed.stderr)
     again = cli("mlm", "train", "--model", out, "--data", out / "vocab.txt", "--output", out, "--resume")
     assert again.returncode == 1 and "that run finished" in again.stderr
 
 
-def test_mlm_fill_prints_top_k_per_mask(trained_text, lazy):
+def test_mlm_fill_prints_top_k_per_mask(trained_text):
     out, _ = trained_text
     done = cli("mlm", "fill", "--model", out, "The [MASK] statement.", "A [MASK] and a [MASK].",
                "--top-k", "3")
@@ -267,10 +264,10 @@ def test_mlm_fill_prints_top_k_per_mask(trained_text, lazy):
     assert lines[0] == "The [MASK] statement." and lines[2] == "A [MASK] and a [MASK]."
     assert lines[1].startswith("  [MASK] 1: ") and lines[1].count("(") == 3
     assert lines[3].startswith("  [MASK] 1: ") and lines[4].startswith("  [MASK] 2: ")
-    assert_clean(done.stderr, lazy)
+    assert_clean(done.stderr)
 
 
-def test_text_export_and_serve_check(trained_text, tmp_path, lazy):
+def test_text_export_and_serve_check(trained_text, tmp_path):
     out, _ = trained_text
     export = tmp_path / "export"
     done = cli("export", out, export, "--top-k", "4")
@@ -281,22 +278,22 @@ def test_text_export_and_serve_check(trained_text, tmp_path, lazy):
     lines = served.stdout.splitlines()
     assert lines[0] == "The [MASK] statement." and lines[1].startswith("  mask 1: ")
     assert lines[1].count("(") == 4 and lines[3] == "  (no mask token)"
-    assert_clean(done.stderr + served.stderr, lazy)
+    assert_clean(done.stderr + served.stderr)
 
 
 # --- vision ----------------------------------------------------------------------------------------
 
 
-def test_vision_pretrain_saves_encoder_and_run(trained_vision, lazy):
+def test_vision_pretrain_saves_encoder_and_run(trained_vision):
     out, done = trained_vision
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "finished" and run["global_step"] == 8  # 32 images / 8 per batch x 2 epochs
     assert run["encoder"] == {"file": "encoder.keras", "input_shape": [16, 16, 3], "features": 32}
     assert np.isfinite(run["train"]["loss"]) and not (out / "backup").exists()
-    assert_clean(done.stderr, lazy)
+    assert_clean(done.stderr)
 
 
-def test_vision_export_and_serve_check(trained_vision, images, tmp_path, lazy):
+def test_vision_export_and_serve_check(trained_vision, images, tmp_path):
     from keras_ssl.backend import keras, tf
 
     out, _ = trained_vision
@@ -306,7 +303,7 @@ def test_vision_export_and_serve_check(trained_vision, images, tmp_path, lazy):
     paths = [images / "image0.png", images / "more" / "image1.png"]
     served = cli("serve-check", export, *paths)
     assert served.returncode == 0, served.stderr[-3000:]
-    assert_clean(done.stderr + served.stderr, lazy)
+    assert_clean(done.stderr + served.stderr)
     encoder = keras.models.load_model(str(out / "encoder.keras"), compile=False)
     lines = served.stdout.splitlines()
     assert len(lines) == 2
