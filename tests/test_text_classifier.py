@@ -101,6 +101,62 @@ def test_loss_is_the_class_weighted_mean_cross_entropy(minilm_tokenizer):
     np.testing.assert_allclose(result["macro_f1"], f1_score(labels, predicted, average="macro"), atol=1e-6)
 
 
+def test_fit_head_fits_only_the_head_on_pooled_features(minilm_tokenizer):
+    """The probe of LP-FT: a weighted logistic regression on the frozen encoder's pooled features."""
+    clf = tiny(minilm_tokenizer, num_labels=3, class_weight={1: 4.0, 2: 0.5})
+    texts, labels = sentiment(SUBJECTS)
+    labels = [(y + i) % 3 for i, y in enumerate(labels)]  # three classes
+    data = labelled_text_dataset(texts, labels, tokenizer=minilm_tokenizer, max_length=32, batch_size=10)
+    body = [v.numpy() for v in clf.body.weights]
+    kernel_before = clf.head.kernel.numpy()
+    features = {k: tf.concat([b[0][k] for b in data], 0) for k in ("input_ids", "attention_mask")}
+    hidden = clf.body(**features, training=False)[0].numpy().astype(np.float64)
+    mask = features["attention_mask"].numpy()[..., None]
+    pooled = (hidden * mask).sum(1) / mask.sum(1)  # mean pooling, reference
+
+    w = np.array([1.0, 4.0, 0.5])[labels]
+    onehot = np.eye(3)[labels]
+
+    def loss_and_gradients(kernel, bias):
+        logits = pooled @ kernel + bias
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        ce = -np.log((p * onehot).sum(1))
+        d_logits = (w / w.sum())[:, None] * (p - onehot)
+        return (w * ce).sum() / w.sum(), pooled.T @ d_logits, d_logits.sum(0)
+
+    # reference: full-batch Adam (Keras defaults: beta 0.9/0.999, epsilon 1e-7) in float64 NumPy
+    kernel, bias = kernel_before.astype(np.float64), clf.head.bias.numpy().astype(np.float64)
+    moments = [[np.zeros_like(kernel), np.zeros_like(kernel)], [np.zeros_like(bias), np.zeros_like(bias)]]
+    losses = []
+    for t in range(1, 201):
+        loss, *grads = loss_and_gradients(kernel, bias)
+        losses.append(loss)
+        params = [kernel, bias]
+        for i, (g, (m, v)) in enumerate(zip(grads, moments)):
+            m[:] = 0.9 * m + 0.1 * g
+            v[:] = 0.999 * v + 0.001 * g * g
+            rate = 1e-2 * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+            params[i] = params[i] - rate * m / (np.sqrt(v) + 1e-7)
+        kernel, bias = params
+
+    history = clf.fit_head(data, steps=200, learning_rate=1e-2)
+    assert len(history["loss"]) == 200 and clf.optimizer is None  # nothing compiled, nothing touched
+    np.testing.assert_allclose(history["loss"], losses, rtol=1e-3)
+    assert losses[-1] < 0.8 * losses[0]
+    moved = np.abs(kernel - kernel_before).max()
+    assert np.abs(clf.head.kernel.numpy() - kernel).max() <= 1e-2 * moved
+    for before, after in zip(body, clf.body.weights):
+        np.testing.assert_array_equal(before, after.numpy())
+    with pytest.raises(ValueError, match="pooling='hf'"):
+        tiny(minilm_tokenizer, pooling="hf").fit_head(data)
+    with pytest.raises(TypeError, match="labelled_text_dataset"):
+        clf.fit_head((texts, labels))
+    unlabelled = data.map(lambda x, y: x)
+    with pytest.raises(ValueError, match="no labels"):
+        clf.fit_head(unlabelled)
+
+
 # --- learning real text with MiniLM ----------------------------------------------------------------
 
 

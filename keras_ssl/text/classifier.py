@@ -258,12 +258,81 @@ class TextClassifier(SSLModel):
         if self.pooling == "hf":
             logits = self.hf_model(input_ids=ids, attention_mask=mask, training=training).logits
             return tf.cast(logits, tf.float32)
+        pooled = self._pooled(ids, mask, training)
+        return tf.cast(self.head(self.head_dropout(pooled, training=training)), tf.float32)
+
+    def _pooled(self, ids, mask, training: bool) -> tf.Tensor:
+        """The head's input ``float32 [batch, hidden]`` (``"mean"``/``"cls"`` pooling)."""
         hidden = self.body(input_ids=ids, attention_mask=mask, training=training)[0]
         if self.pooling == "cls":
-            pooled = tf.cast(hidden[:, 0], tf.float32)
-        else:
-            pooled = mean_pool(hidden, mask if mask is not None else tf.ones_like(ids))
-        return tf.cast(self.head(self.head_dropout(pooled, training=training)), tf.float32)
+            return tf.cast(hidden[:, 0], tf.float32)
+        return mean_pool(hidden, mask if mask is not None else tf.ones_like(ids))
+
+    def fit_head(self, data, steps: int = 300, learning_rate: float = 1e-2) -> Dict[str, List[float]]:
+        """Fit only the dense head on the frozen encoder's pooled features: the probe of LP-FT.
+
+        With few labels, fine-tuning everything from a random head distorts the pretrained features
+        (Kumar et al., 2022, "Fine-Tuning can Distort Pretrained Features"); fitting the head first
+        and then ``fit`` (probe, then fine-tune) avoids it. ``data``: labelled batches as ``fit``
+        takes them (``labelled_text_dataset``), read once: the encoder runs in inference mode on each
+        batch and the pooled features are kept. Then ``steps`` full-batch Adam steps (``learning_rate``)
+        on the weighted cross-entropy (``class_weight`` and sample weights, as in ``fit``), no dropout.
+        The encoder and the compiled optimizer are untouched. Returns ``{"loss", "accuracy"}`` per
+        step. Pooling ``"mean"``/``"cls"`` only (``"hf"``'s head includes the pooler).
+        """
+        if self.pooling == "hf":
+            raise ValueError("fit_head fits keras_ssl's dense head; pooling='hf' uses transformers' head "
+                             "(pooler + classifier). Fix: pooling='mean' or 'cls', or fit() directly.")
+        if int(steps) < 1 or not learning_rate > 0:
+            raise ValueError(f"fit_head needs steps >= 1 and learning_rate > 0; got {steps}, "
+                             f"{learning_rate}.")
+        if not isinstance(data, tf.data.Dataset):
+            raise TypeError(f"fit_head takes a tf.data.Dataset of (features, labels) batches, got "
+                            f"{type(data).__name__}. Build one with labelled_text_dataset(texts, labels).")
+        pool = tf.function(lambda ids, mask: self._pooled(ids, mask, False), reduce_retracing=True)
+        pooled, labels, weights = [], [], []
+        for batch in data:
+            views = self._with_labels(batch)
+            features = views["features"]
+            ids = features["input_ids"]
+            mask = features.get("attention_mask", tf.ones_like(ids))
+            pooled.append(pool(ids, mask))
+            y = tf.cast(tf.reshape(views["labels"], [-1]), tf.int32)
+            labels.append(y)
+            w = views["sample_weight"]
+            weights.append(tf.ones(tf.shape(y), tf.float32) if w is None
+                           else tf.cast(tf.reshape(w, [-1]), tf.float32))
+        if not pooled:
+            raise ValueError("fit_head got an empty dataset: there are no labelled texts to fit on.")
+        x, y, w = tf.concat(pooled, 0), tf.concat(labels, 0), tf.concat(weights, 0)
+        bad = tf.logical_or(y < 0, y >= self.num_labels)
+        if bool(tf.reduce_any(bad)):
+            raise ValueError(f"A label is outside 0..{self.num_labels - 1}; renumber the classes or raise "
+                             "num_labels.")
+        if self.class_weight is not None:
+            w *= tf.gather(tf.constant(self.class_weight, tf.float32), y)
+        # Plain variables, assigned to the head at the end: works the same under any strategy.
+        kernel, bias = tf.Variable(self.head.kernel.read_value()), tf.Variable(self.head.bias.read_value())
+        optimizer = keras.optimizers.Adam(learning_rate)
+
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                logits = tf.matmul(x, kernel) + bias
+                ce = tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
+                loss = tf.reduce_sum(w * ce) / tf.reduce_sum(w)
+            optimizer.apply_gradients(zip(tape.gradient(loss, [kernel, bias]), [kernel, bias]))
+            correct = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y)
+            return loss, tf.reduce_mean(tf.cast(correct, tf.float32))
+
+        history: Dict[str, List[float]] = {"loss": [], "accuracy": []}
+        for _ in range(int(steps)):
+            loss, accuracy = step()
+            history["loss"].append(float(loss))
+            history["accuracy"].append(float(accuracy))
+        self.head.kernel.assign(kernel)
+        self.head.bias.assign(bias)
+        return history
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -325,7 +394,7 @@ class TextClassifier(SSLModel):
             out.append(self._predict_ids(tf.constant(enc["input_ids"]), tf.constant(enc["attention_mask"])))
         return np.concatenate([o.numpy() for o in out], 0)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)] * 2)  # one trace, any length
     def _predict_ids(self, input_ids, attention_mask):
         return tf.nn.softmax(self({"input_ids": input_ids, "attention_mask": attention_mask}), axis=-1)
 
