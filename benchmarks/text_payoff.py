@@ -80,7 +80,7 @@ def main():
         overrides["steps"] = args.steps
 
     start = time.perf_counter()
-    tables, results = [], {}
+    results = {}
     for task in args.tasks:
         rows = {name: [] for name in ("unadapted", *args.recipes, "tfidf")}
         results[task] = rows
@@ -91,19 +91,32 @@ def main():
                 rows[name].append(dict(result[name], seed=seed, **({"adapt": result["adapt"][name]}
                                                                   if name in result["adapt"] else {})))
             print(task, seed, json.dumps(result), f"{time.perf_counter() - start:.0f} s", flush=True)
-        tables.append(format_table(task, rows, args.seeds, args.shots, args.test_size))
-    total = time.perf_counter() - start
-    table = "\n\n".join(tables)
-    print(table)
-    print(f"total wall time {total:.0f} s")
+            write(args, overrides, results, time.perf_counter() - start)  # a killed run keeps its seeds
+    print(write(args, overrides, results, time.perf_counter() - start))
+    print(f"total wall time {time.perf_counter() - start:.0f} s")
 
+
+def write(args, overrides, results, wall) -> str:
+    """Write the results so far (tables over the seeds done) to ``args.output``; return the tables."""
+    tables = [format_table(task, rows, [r["seed"] for r in rows["unadapted"]], args.shots, args.test_size)
+              for task, rows in results.items() if rows["unadapted"]]
+    table = "\n\n".join(tables)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump({"config": {**vars(args), "classifier": TEXT_CLASSIFIER, "overrides": overrides,
                               "recipes": {r: ADAPT_RECIPES[r] for r in args.recipes}},
-                   "total_wall_s": round(total, 1), "machine": platform.platform(),
-                   "cpu": platform.processor() or "", "cpus": os.cpu_count(),
+                   "total_wall_s": round(wall, 1), "machine": platform.platform(),
+                   "cpu": _cpu_name(), "cpus": os.cpu_count(),
                    "load_average_at_end": os.getloadavg(), "results": results, "table": table}, f, indent=2)
+    return table
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        return platform.processor()
 
 
 if __name__ == "__main__":
