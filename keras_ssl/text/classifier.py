@@ -240,16 +240,21 @@ class TextClassifier(SSLModel):
                 f"A label is >= num_labels={self.num_labels}; renumber the classes or raise num_labels."))
         logits = self(features, training=training)
         ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
-        weight = tf.ones_like(ce)
-        if self.class_weight is not None:
-            weight *= tf.gather(tf.constant(self.class_weight, tf.float32), labels)
-        if sample_weight is not None:
-            weight *= tf.cast(tf.reshape(sample_weight, [-1]), tf.float32)
+        weight = self._example_weights(labels, sample_weight)
         loss_share = tf.math.divide_no_nan(tf.reduce_sum(weight * ce), replica_sum(tf.reduce_sum(weight)))
         predicted = tf.argmax(logits, -1, output_type=tf.int32)
         correct = tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float32))
         count = tf.cast(tf.size(labels), tf.float32)
         return loss_share, {"accuracy": (correct, count), "macro_f1": (labels, predicted)}
+
+    def _example_weights(self, labels: tf.Tensor, sample_weight) -> tf.Tensor:
+        """``float32 [batch]``: ``class_weight[label]`` times the sample weight (1 where none is given)."""
+        weight = tf.ones(tf.shape(labels), tf.float32)
+        if self.class_weight is not None:
+            weight *= tf.gather(tf.constant(self.class_weight, tf.float32), labels)
+        if sample_weight is not None:
+            weight *= tf.cast(tf.reshape(sample_weight, [-1]), tf.float32)
+        return weight
 
     def call(self, inputs, training: bool = False) -> tf.Tensor:
         """Logits ``float32 [batch, num_labels]`` for ``input_ids`` (and ``attention_mask``)."""
@@ -293,24 +298,17 @@ class TextClassifier(SSLModel):
         pooled, labels, weights = [], [], []
         for batch in data:
             views = self._with_labels(batch)
-            features = views["features"]
-            ids = features["input_ids"]
-            mask = features.get("attention_mask", tf.ones_like(ids))
-            pooled.append(pool(ids, mask))
+            ids = views["features"]["input_ids"]
+            pooled.append(pool(ids, views["features"].get("attention_mask", tf.ones_like(ids))))
             y = tf.cast(tf.reshape(views["labels"], [-1]), tf.int32)
+            if bool(tf.reduce_any((y < 0) | (y >= self.num_labels))):  # before class_weight gathers by y
+                raise ValueError(f"A label is outside 0..{self.num_labels - 1}; renumber the classes or "
+                                 "raise num_labels.")
             labels.append(y)
-            w = views["sample_weight"]
-            weights.append(tf.ones(tf.shape(y), tf.float32) if w is None
-                           else tf.cast(tf.reshape(w, [-1]), tf.float32))
+            weights.append(self._example_weights(y, views["sample_weight"]))
         if not pooled:
             raise ValueError("fit_head got an empty dataset: there are no labelled texts to fit on.")
         x, y, w = tf.concat(pooled, 0), tf.concat(labels, 0), tf.concat(weights, 0)
-        bad = tf.logical_or(y < 0, y >= self.num_labels)
-        if bool(tf.reduce_any(bad)):
-            raise ValueError(f"A label is outside 0..{self.num_labels - 1}; renumber the classes or raise "
-                             "num_labels.")
-        if self.class_weight is not None:
-            w *= tf.gather(tf.constant(self.class_weight, tf.float32), y)
         # Plain variables, assigned to the head at the end: works the same under any strategy.
         kernel, bias = tf.Variable(self.head.kernel.read_value()), tf.Variable(self.head.bias.read_value())
         optimizer = keras.optimizers.Adam(learning_rate)
