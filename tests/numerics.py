@@ -30,8 +30,12 @@ def relative_step_difference(before, after_a, after_b) -> float:
     """``max|a - b| / max|a - before|``, both maxima over all weights (``inf`` if nothing moved).
 
     Per tensor would fail for tensors whose true step is ~0 (a bias before batch norm), so both
-    maxima run over all weights.
+    maxima run over all floating weights; integer weights (counters) must be equal (else ``inf``).
     """
+    floating = [np.asarray(w).dtype.kind == "f" for w in before]
+    if any(not np.array_equal(a, b) for a, b, f in zip(after_a, after_b, floating) if not f):
+        return float("inf")  # integer state (step counters) must agree exactly
+    before, after_a, after_b = ([w for w, f in zip(ws, floating) if f] for ws in (before, after_a, after_b))
     before, after_a, after_b = _flat(before), _flat(after_a), _flat(after_b)
     diff = max(float(np.max(np.abs(a - b), initial=0.0)) for a, b in zip(after_a, after_b))
     step = max(float(np.max(np.abs(a - w), initial=0.0)) for a, w in zip(after_a, before))

@@ -6,7 +6,7 @@ Tiny models, two steps each: the losses are finite, the weights move, and the lo
 
 import numpy as np
 import pytest
-from tiny_vision import TINY_HEADS
+from tiny_vision import TINY_HEADS, tiny_images
 
 from keras_ssl import vision
 from keras_ssl.backend import keras, tf
@@ -52,7 +52,7 @@ CASES = [pytest.param(name, mode, marks=[pytest.mark.slow] if mode == "jit" and 
 
 @pytest.mark.parametrize("name,policy", CASES, indirect=["policy"])
 def test_vision_method_trains(policy, name):
-    images = np.random.default_rng(0).random((16, 8, 8, 1)).astype(np.float32)
+    images = tiny_images(name, np.random.default_rng(0), 16, 8)
     keras.utils.set_random_seed(0)
     encoder = small_cnn((8, 8, 1), width=4)
     model = getattr(vision, name)(encoder, augment=None, **VISION[name]())

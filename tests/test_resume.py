@@ -3,7 +3,8 @@ the same state as an uninterrupted run.
 
 ``tests/scripts/resume_worker.py`` trains MoCo (EMA key network + queue, finite dataset), BYOL
 (cosine EMA momentum over the steps, seeded augmentations, a repeated shuffled stream with
-``steps_per_epoch``) and a tiny from-config BERT MLM (masks keyed on the optimizer step), each with
+``steps_per_epoch``), a denoising Autoencoder (corruption drawn fresh every step) and a tiny
+from-config BERT MLM (masks keyed on the optimizer step), each with
 ``BackupAndRestore(save_freq=N steps)`` and deterministic ops. The chain of runs is killed once per
 model, two steps after a mid-epoch backup, and restarted; a reference process trains the same
 models without interruption. Every variable must match: model weights (EMA targets, queue, queue
@@ -26,7 +27,7 @@ import pytest
 from keras_ssl.backend import keras
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "resume_worker.py")
-STEPS = {"moco": 18, "byol": 18, "mlm": 12}  # 3 epochs of 6, 6 and 4 steps
+STEPS = {"moco": 18, "byol": 18, "autoencoder": 18, "mlm": 12}  # 3 epochs of 6, 6, 6 and 4 steps
 TIMEOUT = 300
 
 
@@ -92,7 +93,7 @@ def _chain(root, models):
 
 @pytest.fixture(scope="module")
 def vision_runs(tmp_path_factory):
-    return _chain(tmp_path_factory.mktemp("resume_vision"), ("moco", "byol"))
+    return _chain(tmp_path_factory.mktemp("resume_vision"), ("moco", "byol", "autoencoder"))
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +102,8 @@ def mlm_runs(tmp_path_factory):
 
 
 # The MLM chain traces a (tiny) BERT train step in three processes, ~40 s of CPU: slow.
-@pytest.mark.parametrize("model", ["moco", "byol", pytest.param("mlm", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("model", ["moco", "byol", "autoencoder",
+                                   pytest.param("mlm", marks=pytest.mark.slow)])
 def test_killed_run_resumes_to_the_uninterrupted_state(request, model):
     root, resumed, reference = request.getfixturevalue("mlm_runs" if model == "mlm" else "vision_runs")
     # The killed run had trained two steps past its last backup, mid-epoch (epoch 1, batch 1).
@@ -121,6 +123,9 @@ def test_killed_run_resumes_to_the_uninterrupted_state(request, model):
         assert int(b[pointer]) == (STEPS[model] * 8) % 40  # the queue wrapped around
     if model == "byol":
         assert sum("rng_state" in k and k.startswith("augment") for k in a.files) == 3
+    if model == "autoencoder":  # the counters of the corruption and the augmentation are model weights
+        assert sum("rng_state" in k and k.startswith("model") for k in a.files) == 2
+        assert sum("rng_state" in k and k.startswith("augment") for k in a.files) == 1
     diffs = {k: float(np.max(np.abs(a[k].astype(np.float64) - b[k].astype(np.float64)), initial=0.0))
              for k in a.files}
     worst = max(diffs, key=diffs.get)

@@ -1,8 +1,10 @@
 """Every vision method gives the same step on one replica and on two (MirroredStrategy).
 
 Same global batch, weights and seed: negatives gathered across replicas, global batch statistics,
-synchronised batch norm, keys of all replicas in MoCo's queue, EMA after the step. The weight bound is
-relative to the step (tests/numerics.py), and a head with per-replica batch norm shows it catches a slip.
+synchronised batch norm, keys of all replicas in MoCo's queue, EMA after the step, per-example losses
+of the reconstruction pretexts averaged over the global batch, the same corruption draws per image.
+The weight bound is relative to the step (tests/numerics.py), and a head with per-replica batch norm
+shows it catches a slip.
 """
 
 import json
@@ -13,7 +15,8 @@ import sys
 from numerics import STEP_RTOL, close
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "vision_replicas.py")
-METHODS = {"SimCLR", "MoCo", "BYOL", "SimSiam", "BarlowTwins", "VICReg"}
+METHODS = {"SimCLR", "MoCo", "BYOL", "SimSiam", "BarlowTwins", "VICReg", "Autoencoder", "RotationPrediction",
+           "Colorization"}
 
 
 def test_two_replicas_match_one_for_every_method():

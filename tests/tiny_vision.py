@@ -1,5 +1,6 @@
 """Tiny heads for every vision method, shared by the tests and their subprocess scripts."""
 
+from keras_ssl import augment
 from keras_ssl.vision import heads as H
 
 TINY_HEADS = {
@@ -11,4 +12,16 @@ TINY_HEADS = {
                             prediction=H.simsiam_prediction(8, 16)),
     "BarlowTwins": lambda: dict(projection=H.barlow_projection(dim=16)),
     "VICReg": lambda: dict(projection=H.vicreg_projection(dim=16)),
+    "Autoencoder": lambda: dict(decoder_width=4, corruption=augment.GaussianNoise(0.1, seed=0), loss="bce"),
+    "RotationPrediction": lambda: dict(head=H.rotation_head(8)),
+    "Colorization": lambda: dict(decoder_width=4),
 }
+
+# Channels of the images a method trains on, where they differ from its encoder's input
+# (colorization's encoder sees the lightness of colour images).
+IMAGE_CHANNELS = {"Colorization": 3}
+
+
+def tiny_images(name, rng, batch, size):
+    """Float images ``[batch, size, size, C]`` in ``[0, 1]`` for ``name`` (C: 1; 3 for colorization)."""
+    return rng.random((batch, size, size, IMAGE_CHANNELS.get(name, 1))).astype("float32")

@@ -1,11 +1,20 @@
-"""In-graph, batched image augmentations for vision SSL (SimCLR, MoCo v2, BYOL presets; digits).
+"""In-graph, batched image augmentations for vision SSL (SimCLR, MoCo v2, BYOL presets; digits) and
+the corruptions of denoising pretext tasks (:mod:`keras_ssl.augment.corruption`).
 
 Every op and preset is ``f(images, training=True) -> float32 images in [0, 1]`` with per-sample
 randomness that works eagerly, in ``tf.function``, in ``tf.data`` and under ``jit_compile``; see
 :mod:`keras_ssl.augment.ops` for the contract and the randomness design.
 """
 
-from keras_ssl.augment.grid import render_views
+from keras_ssl.augment.corruption import (
+    CORRUPTIONS,
+    GaussianNoise,
+    PatchMasking,
+    RandomErasing,
+    SaltAndPepper,
+    corruption,
+)
+from keras_ssl.augment.grid import image_grid, render_views
 from keras_ssl.augment.ops import (
     Augmentation,
     ColorJitter,
@@ -30,24 +39,31 @@ from keras_ssl.augment.presets import byol, digits, moco_v2, simclr
 
 __all__ = [
     "Augmentation",
+    "CORRUPTIONS",
     "ColorJitter",
     "Compose",
+    "GaussianNoise",
+    "PatchMasking",
+    "RandomErasing",
     "GaussianBlur",
     "RandomFlip",
     "RandomGrayscale",
     "RandomResizedCrop",
     "RandomStroke",
     "RandomTranslate",
+    "SaltAndPepper",
     "Solarize",
     "adjust_brightness",
     "adjust_contrast",
     "adjust_hue",
     "adjust_saturation",
     "byol",
+    "corruption",
     "crop_and_resize",
     "digits",
     "gaussian_blur",
     "grayscale",
+    "image_grid",
     "moco_v2",
     "render_views",
     "simclr",

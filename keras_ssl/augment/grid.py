@@ -1,4 +1,4 @@
-"""Tile images and their augmented views into one picture, to eyeball an augmentation pipeline."""
+"""Tile images into one picture: a batch and its augmented views, or any columns of images."""
 
 from __future__ import annotations
 
@@ -27,14 +27,21 @@ def render_views(images, augment: Augment, n_images: int = 8, n_views: int = 4,
     views = [tf.convert_to_tensor(augments[k % len(augments)](x)) for k in range(n_views)]
     size = tuple(views[0].shape[1:3]) if views else tuple(x.shape[1:3])
     originals = x if tuple(x.shape[1:3]) == size else tf.image.resize(x, size, method="bilinear")
-    columns = [originals] + views  # each [rows, h, w, C]
+    return image_grid([originals] + views, path)
+
+
+def image_grid(columns: Sequence, path: Optional[str] = None) -> np.ndarray:
+    """Tile ``columns`` (each ``[rows, h, w, C]`` float in ``[0, 1]``, ``C`` 1 or 3, same size) side by side.
+
+    Returns ``uint8 [rows * h, len(columns) * w, 3]`` (grayscale tiled to RGB); writes it as PNG to
+    ``path`` if given.
+    """
+    columns = [tf.cast(tf.convert_to_tensor(c), tf.float32) for c in columns]
+    if any(c.shape[-1] not in (1, 3) for c in columns):
+        raise ValueError(f"image_grid needs 1 or 3 channels, got {[c.shape[-1] for c in columns]}.")
+    columns = [tf.tile(c, [1, 1, 1, 3]) if c.shape[-1] == 1 else c for c in columns]
     grid = tf.concat([tf.concat(tf.unstack(c, axis=0), axis=0) for c in columns], axis=1)
-    grid = tf.clip_by_value(grid, 0.0, 1.0)
-    if grid.shape[-1] == 1:
-        grid = tf.tile(grid, [1, 1, 3])
-    elif grid.shape[-1] != 3:
-        raise ValueError(f"render_views needs 1 or 3 channels, got {grid.shape[-1]}.")
-    out = np.round(grid.numpy() * 255.0).astype(np.uint8)
+    out = np.round(tf.clip_by_value(grid, 0.0, 1.0).numpy() * 255.0).astype(np.uint8)
     if path is not None:
         from PIL import Image  # installed with matplotlib
 

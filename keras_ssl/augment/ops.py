@@ -161,11 +161,16 @@ class Augmentation(tf.Module):
         """The ``training=False`` output: the images unchanged."""
         return images
 
-    def next_step(self) -> tf.Tensor:
-        """Reserve a fresh step (``int64 [3]``, atomically) from this op's state variable."""
+    def build_state(self) -> None:
+        """Create the step state now (under the active strategy, if any) instead of at the first call,
+        e.g. so that a model's weights are the same list before and after its first step."""
         if self.rng_state is None:
             with tf.init_scope():  # out of any tf.function; under the active strategy, if any
                 self.rng_state = tf.Variable(tf.zeros([3], tf.int64), trainable=False, name="rng_state")
+
+    def next_step(self) -> tf.Tensor:
+        """Reserve a fresh step (``int64 [3]``, atomically) from this op's state variable."""
+        self.build_state()
         return tf.raw_ops.RngReadAndSkip(
             resource=self.rng_state.handle, alg=_PHILOX, delta=tf.constant(1, tf.uint64)
         )

@@ -4,7 +4,7 @@ A random-init CNN already reaches ~97 % with a 1,000-label linear probe on digit
 alone cannot show learning. :func:`digits_report` adds two harder measures: 1-NN (cosine) with 5
 labels per class, and the 1,000-label probe evaluated on test digits shifted by up to 4 pixels.
 
-:func:`pretrain_on_digits` pretrains each of the six vision methods on the digits with settings
+:func:`pretrain_on_digits` pretrains each vision method of :data:`DIGITS_RECIPES` on the digits with settings
 tuned for them (:data:`DIGITS_RECIPES`), on :func:`digits_encoder`; the random-init baseline is
 :func:`digits_encoder` with the same seed, i.e. the very weights that pretraining starts from.
 """
@@ -67,11 +67,19 @@ DIGITS_RECIPES: Dict[str, Dict[str, Any]] = {
                 "pred_hidden_dim": 64},
     "barlow_twins": {"epochs": 20, "batch_size": 64, "learning_rate": 3e-3, "output_dim": 256},
     "vicreg": {"epochs": 20, "batch_size": 64, "learning_rate": 3e-3, "output_dim": 256},
+    # Single-image pretexts: no two-view augmentation. The autoencoder rebuilds each digit from its
+    # patch-masked copy (half of the 4x4 patches; beat Gaussian noise and the plain autoencoder on the
+    # shifted probe here); RotNet classifies the 4 rotations of every digit.
+    "autoencoder": {"epochs": 20, "batch_size": 64, "learning_rate": 3e-3, "corruption": "patches",
+                    "patch_size": 4, "mask_ratio": 0.5, "decoder_width": 32},
+    "rotation": {"epochs": 20, "batch_size": 64, "learning_rate": 3e-3, "hidden_dim": 128,
+                 "max_shift": 0},
 }
 
 #: Display names, in the order of the README table.
 DIGITS_METHOD_NAMES = {"simclr": "SimCLR", "moco": "MoCo v2", "byol": "BYOL", "simsiam": "SimSiam",
-                       "barlow_twins": "Barlow Twins", "vicreg": "VICReg"}
+                       "barlow_twins": "Barlow Twins", "vicreg": "VICReg",
+                       "autoencoder": "Denoising autoencoder", "rotation": "RotNet"}
 
 
 def digits_encoder(seed: int = 0, image_size: int = 32):
@@ -86,7 +94,8 @@ def digits_encoder(seed: int = 0, image_size: int = 32):
 
 def build_digits_method(method: str, encoder, seed: int = 0, image_size: int = 32, **overrides):
     """An uncompiled ``vision`` model of ``method`` (a :data:`DIGITS_RECIPES` key) around ``encoder``,
-    with ``augment.digits(image_size, seed=seed)`` views. ``overrides`` replace recipe entries.
+    with ``augment.digits(image_size, seed=seed)`` views (two-view methods) or the recipe's corruption
+    or rotations (single-image pretexts). ``overrides`` replace recipe entries.
     """
     from keras_ssl import augment, vision
     from keras_ssl.vision import heads as H
@@ -94,6 +103,13 @@ def build_digits_method(method: str, encoder, seed: int = 0, image_size: int = 3
     if method not in DIGITS_RECIPES:
         raise ValueError(f"Unknown method {method!r}; choose from {sorted(DIGITS_RECIPES)}.")
     r = {**DIGITS_RECIPES[method], **overrides}
+    if method == "autoencoder":
+        corruption = (augment.PatchMasking(r["patch_size"], r["mask_ratio"], seed=seed)
+                      if r["corruption"] == "patches" else augment.corruption(r["corruption"], seed=seed))
+        return vision.Autoencoder(encoder, corruption=corruption, decoder_width=r["decoder_width"])
+    if method == "rotation":
+        shift = augment.RandomTranslate(r["max_shift"], seed=seed) if r["max_shift"] else None
+        return vision.RotationPrediction(encoder, augment=shift, head=H.rotation_head(r["hidden_dim"]))
     views = augment.digits(image_size, seed=seed)
     if method == "simclr":
         return vision.SimCLR(encoder, views, temperature=r["temperature"],

@@ -55,7 +55,9 @@ def clone_network(model: keras.Model, name: str) -> keras.Model:
 
 
 class VisionSSLModel(SSLModel):
-    """Base of SimCLR, MoCo, BYOL, SimSiam, Barlow Twins and VICReg.
+    """Base of every vision method: the two-view methods (SimCLR, MoCo, BYOL, SimSiam, Barlow Twins,
+    VICReg) and the single-image pretexts (autoencoders, colorization, rotation prediction), whose
+    :meth:`pretext` returns an ``(input, target)`` pair instead of two views.
 
     ``encoder``: a built Keras model mapping images ``[batch, H, W, C]`` to features ``[batch, D]``.
     ``augment``: a callable applied to each view, a pair ``(view1, view2)`` of callables (asymmetric
@@ -128,6 +130,11 @@ class VisionSSLModel(SSLModel):
     def gather(self, x: tf.Tensor) -> tf.Tensor:
         """``x`` from all replicas, concatenated along the batch axis (gradients flow back)."""
         return replica_gather(x, axis=0)
+
+    def global_mean(self, per_example: tf.Tensor) -> tf.Tensor:
+        """Mean of per-example values ``[local_batch]`` over the global batch (exact for unequal
+        replica batches; gradients flow back to this replica's examples)."""
+        return tf.reduce_mean(self.gather(tf.cast(per_example, tf.float32)))
 
     def compute_step(self, views, training: bool):
         view1, view2 = views

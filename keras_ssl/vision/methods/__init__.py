@@ -3,6 +3,8 @@
 * :mod:`~keras_ssl.vision.methods.contrastive`: SimCLR, MoCo v2;
 * :mod:`~keras_ssl.vision.methods.self_distillation`: BYOL, SimSiam;
 * :mod:`~keras_ssl.vision.methods.redundancy_reduction`: Barlow Twins, VICReg;
+* :mod:`~keras_ssl.vision.methods.reconstruction`: Autoencoder (denoising variants), Colorization;
+* :mod:`~keras_ssl.vision.methods.transformation_prediction`: RotationPrediction (RotNet).
 
 Each method is a small :class:`~keras_ssl.vision.base.VisionSSLModel` subclass: its heads, its loss
 wiring and (for momentum methods) a post-step update; the training step itself is the shared one.
@@ -10,7 +12,10 @@ Defaults are the papers'; small dims suit small data.
 """
 
 from keras_ssl.vision.methods.contrastive import MoCo, SimCLR
+from keras_ssl.vision.methods.reconstruction import Autoencoder, Colorization, ab_prior
 from keras_ssl.vision.methods.redundancy_reduction import BarlowTwins, VICReg
 from keras_ssl.vision.methods.self_distillation import BYOL, SimSiam
+from keras_ssl.vision.methods.transformation_prediction import RotationPrediction
 
-__all__ = ["BYOL", "BarlowTwins", "MoCo", "SimCLR", "SimSiam", "VICReg"]
+__all__ = ["Autoencoder", "BYOL", "BarlowTwins", "Colorization", "MoCo", "RotationPrediction", "SimCLR",
+           "SimSiam", "VICReg", "ab_prior"]
