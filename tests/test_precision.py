@@ -6,7 +6,7 @@ Tiny models, two steps each: the losses are finite, the weights move, and the lo
 
 import numpy as np
 import pytest
-from tiny_vision import TINY_HEADS, tiny_images
+from tiny_vision import TINY_HEADS, tiny_images, tiny_mae
 
 from keras_ssl import vision
 from keras_ssl.backend import keras, tf
@@ -59,6 +59,15 @@ def test_vision_method_trains(policy, name):
     if policy != "jit":
         assert model.encoder.layers[-1].compute_dtype == policy.split("_")[1]
     data = tf.data.Dataset.from_tensor_slices(images).batch(8)  # two steps
+    _train(model, data, images[:8], policy, keras.optimizers.SGD(0.1))
+
+
+@pytest.mark.parametrize("policy", MODES, indirect=True)
+def test_mae_trains(policy):
+    images = np.random.default_rng(0).random((16, 8, 8, 1)).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    model = tiny_mae(8)
+    data = tf.data.Dataset.from_tensor_slices(images).batch(8)
     _train(model, data, images[:8], policy, keras.optimizers.SGD(0.1))
 
 

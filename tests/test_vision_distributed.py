@@ -16,7 +16,7 @@ from numerics import STEP_RTOL, close
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "vision_replicas.py")
 METHODS = {"SimCLR", "MoCo", "BYOL", "SimSiam", "BarlowTwins", "VICReg", "Autoencoder", "RotationPrediction",
-           "Colorization"}
+           "Colorization", "MAE"}
 
 
 def test_two_replicas_match_one_for_every_method():

@@ -25,3 +25,16 @@ IMAGE_CHANNELS = {"Colorization": 3}
 def tiny_images(name, rng, batch, size):
     """Float images ``[batch, size, size, C]`` in ``[0, 1]`` for ``name`` (C: 1; 3 for colorization)."""
     return rng.random((batch, size, size, IMAGE_CHANNELS.get(name, 1))).astype("float32")
+
+
+# A two-layer ViT-MAE of width 16 (4x4 patches): the MAE counterpart of the tiny heads above.
+TINY_MAE = dict(patch_size=4, size="tiny", hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                intermediate_size=32, decoder_hidden_size=16, decoder_num_hidden_layers=1,
+                decoder_num_attention_heads=2, decoder_intermediate_size=32, seed=0)
+
+
+def tiny_mae(image_size, channels=1, **overrides):
+    """``vision.MAE`` with :data:`TINY_MAE` settings for ``image_size`` x ``image_size`` images."""
+    from keras_ssl import vision
+
+    return vision.MAE.from_config(image_size, num_channels=channels, **{**TINY_MAE, **overrides})

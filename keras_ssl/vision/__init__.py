@@ -6,6 +6,7 @@ from keras_ssl.vision.classifier import ImageClassifier
 from keras_ssl.vision.data import image_dataset
 from keras_ssl.vision.methods import (
     BYOL,
+    MAE,
     Autoencoder,
     BarlowTwins,
     Colorization,
@@ -20,5 +21,5 @@ from keras_ssl.vision.render import ReconstructionImages, render_reconstructions
 
 __all__ = ["BYOL", "BarlowTwins", "MoCo", "SimCLR", "SimSiam", "VICReg", "VisionSSLModel", "as_float_images",
            "backbones", "heads", "image_dataset"]
-__all__ += ["Autoencoder", "Colorization", "ImageClassifier", "ReconstructionImages", "RotationPrediction",
-            "ab_prior", "color", "decoders", "render_reconstructions"]
+__all__ += ["MAE", "Autoencoder", "Colorization", "ImageClassifier", "ReconstructionImages",
+            "RotationPrediction", "ab_prior", "color", "decoders", "render_reconstructions"]

@@ -25,7 +25,7 @@ from keras_ssl.vision.backbones import small_cnn  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from numerics import relative_step_difference  # noqa: E402
-from tiny_vision import TINY_HEADS, tiny_images  # noqa: E402
+from tiny_vision import TINY_HEADS, tiny_images, tiny_mae  # noqa: E402
 
 
 def user_head(synchronized: bool):
@@ -37,7 +37,7 @@ def user_head(synchronized: bool):
     ]))
 
 
-SPECS = {**TINY_HEADS, "SimCLR+user_head_sync_bn": user_head(True),
+SPECS = {**TINY_HEADS, "MAE": None, "SimCLR+user_head_sync_bn": user_head(True),
          "SimCLR+user_head_plain_bn": user_head(False)}
 
 
@@ -46,8 +46,11 @@ def run(name, strategy, start=None):
     data = tf.data.Dataset.from_tensors(images)
     with strategy.scope():
         keras.utils.set_random_seed(0)
-        encoder = small_cnn((12, 12, 1), width=4, sync_batchnorm=True)
-        model = getattr(vision, name.split("+")[0])(encoder, augment=None, **SPECS[name]())
+        if name == "MAE":
+            model = tiny_mae(12)
+        else:
+            encoder = small_cnn((12, 12, 1), width=4, sync_batchnorm=True)
+            model = getattr(vision, name.split("+")[0])(encoder, augment=None, **SPECS[name]())
         if start is not None:
             model.set_weights(start)
         model.compile(optimizer=keras.optimizers.SGD(0.5))

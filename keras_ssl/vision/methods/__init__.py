@@ -3,6 +3,7 @@
 * :mod:`~keras_ssl.vision.methods.contrastive`: SimCLR, MoCo v2;
 * :mod:`~keras_ssl.vision.methods.self_distillation`: BYOL, SimSiam;
 * :mod:`~keras_ssl.vision.methods.redundancy_reduction`: Barlow Twins, VICReg;
+* :mod:`~keras_ssl.vision.methods.masked_image_modeling`: MAE (on Hugging Face's TF ViT-MAE);
 * :mod:`~keras_ssl.vision.methods.reconstruction`: Autoencoder (denoising variants), Colorization;
 * :mod:`~keras_ssl.vision.methods.transformation_prediction`: RotationPrediction (RotNet).
 
@@ -12,10 +13,11 @@ Defaults are the papers'; small dims suit small data.
 """
 
 from keras_ssl.vision.methods.contrastive import MoCo, SimCLR
+from keras_ssl.vision.methods.masked_image_modeling import MAE
 from keras_ssl.vision.methods.reconstruction import Autoencoder, Colorization, ab_prior
 from keras_ssl.vision.methods.redundancy_reduction import BarlowTwins, VICReg
 from keras_ssl.vision.methods.self_distillation import BYOL, SimSiam
 from keras_ssl.vision.methods.transformation_prediction import RotationPrediction
 
-__all__ = ["Autoencoder", "BYOL", "BarlowTwins", "Colorization", "MoCo", "RotationPrediction", "SimCLR",
-           "SimSiam", "VICReg", "ab_prior"]
+__all__ = ["MAE", "Autoencoder", "BYOL", "BarlowTwins", "Colorization", "MoCo", "RotationPrediction",
+           "SimCLR", "SimSiam", "VICReg", "ab_prior"]
