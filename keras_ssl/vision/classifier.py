@@ -20,19 +20,27 @@ first). With ``tf.data`` input a non-integer dtype raises ``ValueError`` when th
 out-of-range ids raise ``InvalidArgumentError`` at run time, except under ``jit_compile=True``
 (XLA drops the assertion and the loss becomes NaN). Array labels that miss some of the
 ``num_classes`` classes only **warn** (``UserWarning``): a small label budget can legitimately lack
-a class, but the head will never learn to predict it. Layer-wise learning-rate decay is not
-implemented.
+a class, but the head will never learn to predict it.
+
+``layerwise_lr_decay=d`` (fine-tuning transformers, e.g. 0.75 for MAE's ViT): each encoder variable
+trains at ``lr * d ** k``, ``k`` its distance from the top
+(:meth:`ImageClassifier.layerwise_multipliers`); the head at ``lr``. A per-variable learning rate
+(``optimizers.scale_learning_rates``), not a gradient scale, which Adam would normalise away.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from keras_ssl.backend import keras, tf
+from keras_ssl.optimizers import scale_learning_rates
 from keras_ssl.vision.base import as_float_images
+
+_BLOCK = re.compile(r"layer_\._(\d+)/")  # a Hugging Face transformer block (ViT, ViT-MAE, BERT)
 
 
 def _encoder_of(encoder) -> keras.Model:
@@ -94,6 +102,7 @@ class ImageClassifier(keras.Model):
         dropout: dropout rate on the features, before the (last) ``Dense``.
         hidden_dim: width of the ``"mlp"`` head (default: the feature dimension).
         class_names: optional names of the classes, served by the SavedModel export.
+        layerwise_lr_decay: optional ``d`` in ``(0, 1]``: layer-wise learning-rate decay (above).
 
     ``model(images)`` returns float32 logits; ``predict`` returns probabilities
     ``[n, num_classes]``. Images are uint8 in ``[0, 255]`` or float in ``[0, 1]``, at the encoder's
@@ -103,8 +112,12 @@ class ImageClassifier(keras.Model):
 
     def __init__(self, encoder, num_classes: int, head: str = "linear", freeze_encoder: bool = False,
                  freeze_batchnorm: bool = False, dropout: float = 0.0, hidden_dim: Optional[int] = None,
-                 class_names: Optional[Sequence[str]] = None, name: str = "image_classifier", **kwargs):
+                 class_names: Optional[Sequence[str]] = None, layerwise_lr_decay: Optional[float] = None,
+                 name: str = "image_classifier", **kwargs):
         super().__init__(name=name, **kwargs)
+        if layerwise_lr_decay is not None and not 0.0 < float(layerwise_lr_decay) <= 1.0:
+            raise ValueError(f"layerwise_lr_decay must be in (0, 1], got {layerwise_lr_decay}.")
+        self.layerwise_lr_decay = None if layerwise_lr_decay is None else float(layerwise_lr_decay)
         if int(num_classes) < 2:
             raise ValueError(f"num_classes must be at least 2; got {num_classes}.")
         if head not in ("linear", "mlp"):
@@ -189,7 +202,41 @@ class ImageClassifier(keras.Model):
             metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         # kept for fit_lp_ft; object.__setattr__ keeps Keras from tracking the metrics a second time
         object.__setattr__(self, "_compile_args", {"loss": loss, "metrics": metrics, **kwargs})
+        optimizer = keras.optimizers.get(optimizer)
+        if self.layerwise_lr_decay is not None and not self.encoder_frozen:
+            optimizer = scale_learning_rates(optimizer, self.layerwise_multipliers(self.layerwise_lr_decay))
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def layerwise_multipliers(self, decay: float) -> List[Tuple[tf.Variable, float]]:
+        """``(variable, decay ** k)`` for the encoder's trainable variables; the head is not listed (1).
+
+        Transformer encoders (Hugging Face variables in numbered blocks ``layer_._N``, e.g. the MAE
+        encoder): with ``L`` blocks, block ``N`` has ``k = L - N``, the embeddings (patch, position,
+        class token) ``k = L + 1`` and variables after the blocks (the final layer norm) ``k = 0``,
+        as MAE's and BEiT's fine-tuning recipes. Other Keras encoders: their layers with trainable
+        weights in order, the last one ``k = 0``, each earlier one a step further.
+        """
+        if not 0.0 < float(decay) <= 1.0:
+            raise ValueError(f"layerwise_lr_decay must be in (0, 1], got {decay}.")
+        variables = list(self.encoder.trainable_variables)
+        blocks = {v.ref(): int(m.group(1)) for v in variables if (m := _BLOCK.search(v.name))}
+        if blocks:
+            depth = max(blocks.values()) + 1
+            out = []
+            for v in variables:
+                if v.ref() in blocks:
+                    k = depth - blocks[v.ref()]
+                elif "embeddings" in v.name or "cls_token" in v.name:
+                    k = depth + 1
+                else:
+                    k = 0
+                out.append((v, float(decay) ** k))
+            return out
+        weighted = [layer for layer in self.encoder.layers if layer.trainable_weights]
+        out = []
+        for i, layer in enumerate(weighted):
+            out.extend((v, float(decay) ** (len(weighted) - 1 - i)) for v in layer.trainable_weights)
+        return out
 
     def _checked(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -244,4 +291,5 @@ class ImageClassifier(keras.Model):
         return histories
 
     def get_config(self) -> dict:
-        return {"num_classes": self.num_classes, "class_names": self.class_names}
+        return {"num_classes": self.num_classes, "class_names": self.class_names,
+                "layerwise_lr_decay": self.layerwise_lr_decay}
