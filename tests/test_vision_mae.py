@@ -94,21 +94,21 @@ def test_bad_input_gives_clear_errors(mae):
 
 
 def test_mae_learns_to_fill_in_digits():
-    """On 512 digits, 4 epochs: the masked-patch error falls well below predicting each patch's mean."""
+    """On 512 digits at 16x16, 6 epochs: the masked-patch error on held-out digits falls well below
+    predicting each patch's mean."""
     from keras_ssl.datasets import digits
 
-    images = digits()["train_x"][:512]
+    data = digits(size=16)
     keras.utils.set_random_seed(0)
-    model = vision.MAE.from_config(image_size=32, patch_size=4, num_channels=1, size="tiny", seed=0)
+    model = vision.MAE.from_config(image_size=16, patch_size=4, num_channels=1, size="tiny", seed=0)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    history = model.fit(images, batch_size=32, epochs=4, verbose=0).history
-    held_out = digits()["test_x"][:256]
-    views, noise = model.pretext(held_out, training=False)
+    history = model.fit(data["train_x"][:512], batch_size=32, epochs=6, verbose=0).history
+    views, noise = model.pretext(data["test_x"][:256], training=False)
     _, mask = model.forward(views, noise)
     target = model.targets(views).numpy()
     mean_prediction = ((target ** 2).mean(-1) * mask.numpy()).sum() / mask.numpy().sum()  # predicting 0
     error = model.compute_loss_and_stats((views, noise), training=False)[0].numpy()
-    # measured (AMD EPYC): loss 0.750 -> 0.576 over the epochs; held out 0.568 against 0.868
+    # measured (AMD EPYC): loss 0.855 -> 0.584 over the epochs; held out 0.586 against 0.973
     print("loss", history["loss"], "held out", error, "patch mean", mean_prediction)
     assert history["loss"][-1] < 0.9 * history["loss"][0]
     assert error < 0.8 * mean_prediction
