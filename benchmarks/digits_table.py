@@ -1,9 +1,9 @@
-"""The digits table: six SSL methods against raw pixels and their random-init encoder.
+"""The digits table: the vision methods of DIGITS_RECIPES against raw pixels and their random-init encoder.
 
 Each method pretrains :func:`keras_ssl.evaluation.digits_protocol.digits_encoder` (small_cnn, width
 16, four stride-2 blocks) on the 1,000 unlabelled training digits of :func:`keras_ssl.datasets.digits`
-with its :data:`~keras_ssl.evaluation.digits_protocol.DIGITS_RECIPES` settings and the
-:func:`keras_ssl.augment.digits` views (:func:`~keras_ssl.evaluation.digits_protocol.pretrain_on_digits`),
+with its :data:`~keras_ssl.evaluation.digits_protocol.DIGITS_RECIPES` settings (two-view methods with the
+:func:`keras_ssl.augment.digits` views; :func:`~keras_ssl.evaluation.digits_protocol.pretrain_on_digits`),
 then :func:`~keras_ssl.evaluation.digits_protocol.digits_report` measures its encoder output:
 
 * ``probe``: logistic regression on 1,000 labelled training digits, accuracy on the 797 test digits;
