@@ -217,7 +217,7 @@ def test_a_vision_ssl_method_is_accepted_and_its_encoder_shared():
 
 
 @pytest.mark.parametrize("kind", ["vit", "cnn"])
-def test_layerwise_lr_decay_gives_each_encoder_variable_its_own_learning_rate(kind):
+def test_layerwise_lr_decay_gives_each_encoder_variable_its_own_learning_rate(kind, tmp_path):
     """One SGD step: every encoder variable moves by lr * decay ** k * gradient, the head by lr * gradient."""
     from tiny_vision import tiny_mae
 
@@ -258,5 +258,9 @@ def test_layerwise_lr_decay_gives_each_encoder_variable_its_own_learning_rate(ki
         np.testing.assert_allclose(step, expected, atol=tolerance, err_msg=v.name)
         checked += 1
     assert checked > 6
+    if kind == "vit":  # the fine-tuned MAE encoder exports like any classifier
+        path = export_saved_model(clf, str(tmp_path / "vit" / "1"))
+        served = tf.saved_model.load(path).signatures["serve_float"](images=tf.constant(images))
+        np.testing.assert_allclose(served["probabilities"].numpy(), clf.predict(images, verbose=0), atol=1e-5)
     with pytest.raises(ValueError, match=r"layerwise_lr_decay must be in \(0, 1\]"):
         ImageClassifier(encoder, 2, layerwise_lr_decay=1.5)
