@@ -37,7 +37,9 @@ TEXT_TASKS: Dict[str, Dict[str, Any]] = {
 #: from the first step. ``keras_ssl`` (the default): the head is first fitted alone on the frozen
 #: encoder (:meth:`~keras_ssl.text.MaskedLanguageModel.fit_head`), then the whole model trains.
 #: ``steps`` of ``batch_size`` packed blocks of the task's ``max_length``; AdamW, 10 % warm-up,
-#: cosine decay.
+#: cosine decay. Measured on Rotten Tomatoes (seeds 0-2, docs/results.md): both help the probe at
+#: 256 labels per class (+0.035 / +0.034), the naive one more once the classifier fine-tunes (+0.024
+#: against +0.009); neither helps at 16 or 64 labels.
 ADAPT_RECIPES: Dict[str, Dict[str, Any]] = {
     "naive": {"head_steps": 0, "steps": 150, "batch_size": 32, "learning_rate": 1e-4,
               "strategy": "token", "mask_rate": 0.15},
