@@ -234,8 +234,8 @@ def test_render_reconstructions_tiles_panels_and_the_callback_writes_tensorboard
 
 
 def test_colorization_learns_colours_of_real_photos():
-    """On 32x32 crops of scikit-learn's two sample photos, the ab error on held-out crops falls well
-    below the best constant colours: gray (a = b = 0) and the training crops' median ab."""
+    """On 32x32 crops of scikit-learn's two sample photos (20 epochs), the ab error on held-out crops
+    falls well below the best constant colours: gray (a = b = 0) and the training crops' median ab."""
     from sklearn.datasets import load_sample_images
 
     photos = np.stack(load_sample_images().images)
@@ -246,12 +246,14 @@ def test_colorization_learns_colours_of_real_photos():
     keras.utils.set_random_seed(0)
     model = vision.Colorization(small_cnn((32, 32, 1), width=8, strides=(2, 2, 2)), decoder_width=16)
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
-    history = model.fit(train, batch_size=32, epochs=10, verbose=0).history
+    history = model.fit(train, batch_size=32, epochs=20, verbose=0).history
     ab_train = _lab_reference(train / 255.0)[..., 1:].reshape(-1, 2)
     ab_held_out = _lab_reference(held_out / 255.0)[..., 1:]
     constant = min(np.abs(ab_held_out).mean(), np.abs(ab_held_out - np.median(ab_train, 0)).mean())
     error = model.evaluate(held_out, batch_size=64, verbose=0, return_dict=True)["ab_error"]
-    print("ab error", history["ab_error"], "held out", error, "best constant", constant)  # 8.6, ~11.5
+    # Measured (AMD EPYC): held out 7.85 with oneDNN, 8.41 with TF_ENABLE_ONEDNN_OPTS=0, best constant
+    # 11.49. After 10 epochs the kernels' rounding alone moved it from 8.1 to 10.4: train long enough.
+    print("ab error", history["ab_error"], "held out", error, "best constant", constant)
     assert history["loss"][-1] < 0.7 * history["loss"][0]
     assert error < 0.85 * constant
     colourised = model.colorize(held_out[:4]).numpy()
