@@ -1,8 +1,9 @@
-"""Pieces the two-view methods share: built heads, a projection head, an EMA target network."""
+"""Pieces the methods share: built heads, a projection head and an EMA target network (two-view
+methods); one augmented view per image (single-image pretexts)."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 from keras_ssl.backend import keras, tf
 from keras_ssl.vision.base import Augment, VisionSSLModel, clone_network
@@ -28,6 +29,26 @@ def structural_weights(layer: keras.layers.Layer) -> list:
                 seen.add(id(w))
                 out.append(w)
     return out
+
+
+class SingleImageMethod(VisionSSLModel):
+    """A pretext on one view of each image (reconstruction, rotation, masked modelling): ``augment`` is
+    one callable or ``None``, and a global batch of one image is enough."""
+
+    min_global_batch = 1
+
+    def __init__(self, encoder, augment: Optional[Callable] = None, **kwargs):
+        self.check_single_augment(augment)
+        super().__init__(encoder, augment, **kwargs)
+
+    @classmethod
+    def check_single_augment(cls, augment) -> None:
+        if isinstance(augment, (tuple, list)):
+            raise ValueError(f"{cls.__name__} takes one augmentation (it has one view), not a pair.")
+
+    def augmented(self, images: tf.Tensor, training: bool) -> tf.Tensor:
+        """``images`` through ``augment`` (unchanged without one)."""
+        return images if self.augment is None else self.augment(images, training=training)
 
 
 class ProjectedMethod(VisionSSLModel):

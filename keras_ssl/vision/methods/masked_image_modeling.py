@@ -14,7 +14,8 @@ from typing import Callable, Optional
 
 from keras_ssl.augment.ops import Augmentation
 from keras_ssl.backend import keras, tf
-from keras_ssl.vision.base import VisionSSLModel, as_float_images
+from keras_ssl.vision.base import as_float_images
+from keras_ssl.vision.methods._shared import SingleImageMethod
 
 #: ViT sizes of :meth:`MAE.from_config`: "tiny" and "small" for CPU-sized runs, "base" the paper's
 #: ViT-B/16 encoder with its 512-d x 8-block decoder.
@@ -34,6 +35,12 @@ MAE_SIZES = {
 def _pixel_values(images: tf.Tensor) -> tf.Tensor:
     """NHWC float ``[0, 1]`` -> the model's channels-first pixels in ``[-1, 1]``."""
     return tf.transpose(images * 2.0 - 1.0, (0, 3, 1, 2))
+
+
+def _patch_statistics(patches: tf.Tensor) -> tuple:
+    """Each patch's mean and std ``[batch, L, 1]`` (variance + 1e-6, as MAE's ``norm_pix_loss``)."""
+    mean, variance = tf.nn.moments(patches, axes=[-1], keepdims=True)
+    return mean, tf.sqrt(variance + 1e-6)
 
 
 class _PatchNoise(Augmentation):
@@ -72,7 +79,7 @@ class ViTFeatures(keras.layers.Layer):
         return tf.reduce_mean(hidden[:, 1:], axis=1) if self.pooling == "mean" else hidden[:, 0]
 
 
-class MAE(VisionSSLModel):
+class MAE(SingleImageMethod):
     """Masked autoencoder (He et al., 2022) training ``transformers.TFViTMAEForPreTraining``.
 
     ``hf_model``: a ``TFViTMAEForPreTraining`` (any ``ViTMAEConfig``); or build one with
@@ -91,8 +98,6 @@ class MAE(VisionSSLModel):
     encoder with a 512-d x 8-block decoder (``MAE_SIZES["base"]``). Metrics: ``loss``.
     """
 
-    min_global_batch = 1
-
     def __init__(self, hf_model, augment: Optional[Callable] = None, mask_ratio: Optional[float] = None,
                  norm_pix_loss: bool = True, pooling: str = "mean", seed: Optional[int] = None, **kwargs):
         from transformers import TFViTMAEForPreTraining
@@ -101,8 +106,7 @@ class MAE(VisionSSLModel):
             raise ValueError(f"MAE trains a transformers.TFViTMAEForPreTraining, got "
                              f"{type(hf_model).__name__}; build one with "
                              "vision.MAE.from_config(image_size, patch_size, ...).")
-        if isinstance(augment, (tuple, list)):
-            raise ValueError("MAE takes one augmentation (it has one view), not a pair.")
+        self.check_single_augment(augment)  # before building the model
         config = hf_model.config
         if mask_ratio is not None:
             config.mask_ratio = float(mask_ratio)
@@ -155,8 +159,7 @@ class MAE(VisionSSLModel):
         if images.shape[1] is not None and tuple(images.shape[1:3]) != (size, size):
             raise ValueError(f"MAE was built for {size}x{size} images, got {images.shape[1]}x"
                              f"{images.shape[2]}. Resize the images or build the model for their size.")
-        if self.augment is not None:
-            images = self.augment(images, training=training)
+        images = self.augmented(images, training)
         return images, self.mask_noise.draw(tf.shape(images)[0], self.num_patches)
 
     def targets(self, images: tf.Tensor) -> tf.Tensor:
@@ -164,8 +167,8 @@ class MAE(VisionSSLModel):
         ``norm_pix_loss``)."""
         target = self.hf_model.patchify(images * 2.0 - 1.0)
         if self.norm_pix_loss:
-            mean, variance = tf.nn.moments(target, axes=[-1], keepdims=True)
-            target = (target - mean) / tf.sqrt(variance + 1e-6)
+            mean, std = _patch_statistics(target)
+            target = (target - mean) / std
         return target
 
     def forward(self, images: tf.Tensor, noise: tf.Tensor, training: bool = False) -> tuple:
@@ -195,9 +198,8 @@ class MAE(VisionSSLModel):
         images = self._check_images(images)
         prediction, mask = self.forward(images, self.mask_noise.draw(tf.shape(images)[0], self.num_patches))
         if self.norm_pix_loss:
-            raw = self.hf_model.patchify(images * 2.0 - 1.0)
-            mean, variance = tf.nn.moments(raw, axes=[-1], keepdims=True)
-            prediction = prediction * tf.sqrt(variance + 1e-6) + mean
+            mean, std = _patch_statistics(self.hf_model.patchify(images * 2.0 - 1.0))
+            prediction = prediction * std + mean
         size = self.image_shape[0]
         predicted = (self.hf_model.unpatchify(prediction, (size, size)) + 1.0) / 2.0
         patch = self.hf_model.config.patch_size

@@ -15,9 +15,10 @@ import numpy as np
 from keras_ssl import losses
 from keras_ssl.augment.corruption import corruption as _corruption
 from keras_ssl.backend import keras, tf
-from keras_ssl.vision.base import VisionSSLModel, as_float_images
+from keras_ssl.vision.base import as_float_images
 from keras_ssl.vision.color import ab_gamut, lab_to_rgb, rgb_to_lab
 from keras_ssl.vision.decoders import pixel_decoder
+from keras_ssl.vision.methods._shared import SingleImageMethod
 
 Corruption = Union[None, str, Callable]
 
@@ -38,7 +39,7 @@ def _check_decoder(decoder: keras.Model, inputs: list, expected: tuple, method: 
     return decoder
 
 
-class Autoencoder(VisionSSLModel):
+class Autoencoder(SingleImageMethod):
     """(Denoising) autoencoder: rebuild each image from the pooled features of (a corrupted copy of) it.
 
     Hinton & Salakhutdinov (2006); denoising autoencoders, Vincent et al. (2008, 2010): the input is
@@ -55,13 +56,9 @@ class Autoencoder(VisionSSLModel):
     Metrics: ``loss``, ``psnr`` (dB, reconstruction vs clean image), ``embedding_std``.
     """
 
-    min_global_batch = 1
-
     def __init__(self, encoder: keras.Model, decoder: Optional[keras.Model] = None,
                  augment: Optional[Callable] = None, corruption: Corruption = None, loss: str = "mse",
                  decoder_width: int = 32, seed: Optional[int] = None, **kwargs):
-        if isinstance(augment, (tuple, list)):
-            raise ValueError("Autoencoder takes one augmentation (it has one view), not a pair.")
         super().__init__(encoder, augment, **kwargs)
         if loss not in ("mse", "bce"):
             raise ValueError(f"loss must be 'mse' or 'bce', got {loss!r}.")
@@ -76,20 +73,21 @@ class Autoencoder(VisionSSLModel):
         return ("psnr", "embedding_std")
 
     def pretext(self, inputs, training: bool):
-        images = self._check_images(inputs)
-        if self.augment is not None:
-            images = self.augment(images, training=training)
+        images = self.augmented(self._check_images(inputs), training)
         corrupted = images if self.corruption is None else self.corruption(images, training=True)
         return corrupted, images
 
+    def _forward(self, images: tf.Tensor, training: bool) -> tuple:
+        """``(features [batch, D], reconstruction float32 [batch, H, W, C])`` of float ``images``."""
+        features = self.encoder(images, training=training)
+        return features, tf.cast(self.decoder(features, training=training), tf.float32)
+
     def reconstruct(self, images, training: bool = False) -> tf.Tensor:
         """Reconstructions ``float32 [batch, H, W, C]`` of (uncorrupted) ``images``."""
-        features = self.encoder(self._check_images(images), training=training)
-        return tf.cast(self.decoder(features, training=training), tf.float32)
+        return self._forward(self._check_images(images), training)[1]
 
     def ssl_loss(self, corrupted, clean, training):
-        features = self.encoder(corrupted, training=training)
-        output = tf.cast(self.decoder(features, training=training), tf.float32)
+        features, output = self._forward(corrupted, training)
         squared = tf.reduce_mean(tf.square(output - clean), axis=[1, 2, 3])
         if self.loss_kind == "bce":
             p = tf.clip_by_value(output, 1e-7, 1.0 - 1e-7)
@@ -112,8 +110,7 @@ class Autoencoder(VisionSSLModel):
             panels.append(("corrupted", corrupted))
         else:
             corrupted = clean
-        features = self.encoder(corrupted, training=False)
-        return panels + [("reconstruction", tf.cast(self.decoder(features, training=False), tf.float32))]
+        return panels + [("reconstruction", self._forward(corrupted, training=False)[1])]
 
 
 def ab_prior(images, grid: int = 10, sigma: float = 5.0) -> np.ndarray:
@@ -138,7 +135,7 @@ def ab_prior(images, grid: int = 10, sigma: float = 5.0) -> np.ndarray:
     return (smoothed / smoothed.sum()).astype(np.float32)
 
 
-class Colorization(VisionSSLModel):
+class Colorization(SingleImageMethod):
     """Colorization (Zhang et al., 2016): predict an image's colours (CIE ab) from its lightness L.
 
     RGB images are converted to Lab in the graph (:mod:`keras_ssl.vision.color`); the encoder sees
@@ -160,15 +157,12 @@ class Colorization(VisionSSLModel):
     Metrics: ``loss``, ``ab_error`` (mean absolute ab error of the decoded colours), ``embedding_std``.
     """
 
-    min_global_batch = 1
     AB_SCALE = 110.0
     NEIGHBOURS, SIGMA, ANNEAL_T = 5, 5.0, 0.38
 
     def __init__(self, encoder: keras.Model, decoder: Optional[keras.Model] = None,
                  augment: Optional[Callable] = None, loss: str = "regression", prior=None,
                  rebalance: float = 0.5, decoder_width: int = 32, **kwargs):
-        if isinstance(augment, (tuple, list)):
-            raise ValueError("Colorization takes one augmentation (it has one view), not a pair.")
         super().__init__(encoder, augment, **kwargs)
         if loss not in ("regression", "classification"):
             raise ValueError(f"loss must be 'regression' or 'classification', got {loss!r}.")
@@ -203,29 +197,32 @@ class Colorization(VisionSSLModel):
     def health_metric_names(self):
         return ("ab_error", "embedding_std")
 
-    def _split(self, images):
-        """RGB ``[batch, H, W, 3]`` -> (encoder input, L / 100 ``[..., 1]``, ab ``[..., 2]``)."""
+    @staticmethod
+    def _colour_images(images) -> tf.Tensor:
+        """uint8 or float RGB images -> float32 ``[0, 1]``; anything but 3 channels is an error."""
+        images = as_float_images(images)
         if images.shape[-1] != 3:
             raise ValueError(
                 f"Colorization needs colour images [batch, H, W, 3]; got {images.shape[-1]} channel(s). "
                 "Grayscale images have no colours to predict: use an Autoencoder or RotationPrediction."
             )
+        return images
+
+    def _split(self, images):
+        """RGB ``[batch, H, W, 3]`` -> (encoder input, L / 100 ``[..., 1]``, ab ``[..., 2]``)."""
         lab = rgb_to_lab(images)
         lightness = lab[..., :1] / 100.0
         encoder_input = lightness if self.image_shape[-1] == 1 else tf.tile(lightness, [1, 1, 1, 3])
         return encoder_input, lightness, lab[..., 1:]
 
     def pretext(self, inputs, training: bool):
-        images = self._as_rgb(inputs)
-        if self.augment is not None:
-            images = self.augment(images, training=training)
-        encoder_input, lightness, ab = self._split(images)
+        encoder_input, lightness, ab = self._split(self.augmented(self._colour_images(inputs), training))
         return encoder_input, tf.concat([lightness, ab], axis=-1)
 
-    def _as_rgb(self, images) -> tf.Tensor:
-        images = as_float_images(images)
-        self._split(images[:0])  # the channel check, before anything else
-        return images
+    def _forward(self, encoder_input: tf.Tensor, lightness: tf.Tensor, training: bool) -> tuple:
+        """``(features [batch, D], decoder output float32 [batch, H, W, 2 or Q])``."""
+        features = self.encoder(encoder_input, training=training)
+        return features, tf.cast(self.decoder([features, lightness], training=training), tf.float32)
 
     def _decode_ab(self, output: tf.Tensor) -> tf.Tensor:
         """Decoder output -> ab ``[..., 2]`` (the annealed mean for classification)."""
@@ -236,8 +233,7 @@ class Colorization(VisionSSLModel):
 
     def ssl_loss(self, encoder_input, lab_target, training):
         lightness, ab = lab_target[..., :1], lab_target[..., 1:]
-        features = self.encoder(encoder_input, training=training)
-        output = tf.cast(self.decoder([features, lightness], training=training), tf.float32)
+        features, output = self._forward(encoder_input, lightness, training)
         if self.loss_kind == "regression":
             per_pixel = tf.reduce_mean(tf.square(output - ab / self.AB_SCALE), axis=-1)
         else:
@@ -263,15 +259,19 @@ class Colorization(VisionSSLModel):
         if images.shape[-1] == 1:
             images = tf.tile(images, [1, 1, 1, 3])
         encoder_input, lightness, _ = self._split(images)
-        features = self.encoder(encoder_input, training=training)
-        ab = self._decode_ab(tf.cast(self.decoder([features, lightness], training=training), tf.float32))
+        return self._coloured(encoder_input, lightness, training)
+
+    def _coloured(self, encoder_input: tf.Tensor, lightness: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """RGB ``[0, 1]`` from the lightness and the decoded ab."""
+        ab = self._decode_ab(self._forward(encoder_input, lightness, training)[1])
         return lab_to_rgb(tf.concat([lightness * 100.0, ab], axis=-1))
 
     def reconstruction_panels(self, images) -> list:
         """``[(title, float32 [n, H, W, C])]``: lightness, colourised, original."""
-        images = self._as_rgb(images)
-        _, lightness, _ = self._split(images)
-        return [("lightness", lightness), ("colourised", self.colorize(images)), ("original", images)]
+        images = self._colour_images(images)
+        encoder_input, lightness, _ = self._split(images)
+        return [("lightness", lightness), ("colourised", self._coloured(encoder_input, lightness)),
+                ("original", images)]
 
 
 __all__ = ["Autoencoder", "Colorization", "ab_prior"]

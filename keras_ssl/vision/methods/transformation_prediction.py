@@ -7,11 +7,10 @@ from typing import Callable, Optional
 from keras_ssl import losses
 from keras_ssl.backend import keras, tf
 from keras_ssl.vision import heads as H
-from keras_ssl.vision.base import VisionSSLModel
-from keras_ssl.vision.methods._shared import build_head
+from keras_ssl.vision.methods._shared import SingleImageMethod, build_head
 
 
-class RotationPrediction(VisionSSLModel):
+class RotationPrediction(SingleImageMethod):
     """RotNet (Gidaris et al., 2018): classify the rotation (0, 90, 180, 270 degrees) of an image.
 
     All four rotations of every image are in the same batch (the paper's best setting): a batch of
@@ -22,13 +21,10 @@ class RotationPrediction(VisionSSLModel):
     Metrics: ``loss``, ``rotation_accuracy``, ``embedding_std``.
     """
 
-    min_global_batch = 1
     NUM_ROTATIONS = 4
 
     def __init__(self, encoder: keras.Model, augment: Optional[Callable] = None,
                  head: Optional[keras.layers.Layer] = None, **kwargs):
-        if isinstance(augment, (tuple, list)):
-            raise ValueError("RotationPrediction takes one augmentation (it has one view), not a pair.")
         super().__init__(encoder, augment, **kwargs)
         height, width = self.image_shape[:2]
         if height is None or height != width:
@@ -43,9 +39,7 @@ class RotationPrediction(VisionSSLModel):
         return ("rotation_accuracy", "embedding_std")
 
     def pretext(self, inputs, training: bool):
-        images = self._check_images(inputs)
-        if self.augment is not None:
-            images = self.augment(images, training=training)
+        images = self.augmented(self._check_images(inputs), training)
         rotated = tf.concat([tf.image.rot90(images, k) for k in range(self.NUM_ROTATIONS)], axis=0)
         labels = tf.repeat(tf.range(self.NUM_ROTATIONS), tf.shape(images)[0])
         return rotated, labels
