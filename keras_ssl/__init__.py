@@ -28,8 +28,8 @@ if "tensorflow" not in sys.modules and platform.machine().lower() in ("x86_64", 
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("augment", "datasets", "distribute", "evaluation", "export", "losses", "optimizers", "text",
-                "training", "vision")
+_SUBPACKAGES = ("augment", "datasets", "distribute", "evaluation", "export", "losses", "optimizers",
+                "tabular", "text", "training", "vision")
 _FROM = {"keras": "keras_ssl.backend", "tf": "keras_ssl.backend", "export_saved_model": "keras_ssl.export"}
 
 __all__ = [*_SUBPACKAGES, "export_saved_model", "__version__"]
