@@ -37,6 +37,19 @@ A :class:`~keras_ssl.text.MaskedLanguageModel` exports:
 With ``include_strings=False`` (required for tokenizers core TF cannot reproduce, such as
 SentencePiece or byte-level BPE), only ``from_token_ids`` is exported and it is also
 ``serving_default``.
+
+Tabular models (a :class:`~keras_ssl.tabular.SCARF` or :class:`~keras_ssl.tabular.VIME` model, or a
+bare :class:`~keras_ssl.tabular.TabularEncoder`) export:
+
+* ``serving_default``: one input per raw column, named after the column (``input_name``: characters
+  other than letters, digits, ``_``, ``.``, ``-`` become ``_``), ``[batch]`` each: float32 for
+  numeric columns (NaN or inf = missing), string for categorical ones (a value never seen in
+  training goes to the out-of-vocabulary bucket) -> ``embedding`` float32 ``[batch, D]``. The fitted
+  preprocessing (standardisation, missing flags, vocabulary lookups) runs inside the graph.
+
+A :class:`~keras_ssl.tabular.TabularClassifier` exports the same inputs -> ``probabilities``
+float32 ``[batch, num_classes]``, ``label`` int64 ``[batch]`` (the argmax) and, when it has
+``class_names``, ``class_name`` string ``[batch]``.
 """
 
 from __future__ import annotations
@@ -96,6 +109,9 @@ def _serving_module(model, include_strings: bool, top_k: int, max_length: Option
 
     if _is_text_classifier(model):
         return _text_classifier_serving(model, include_strings, max_length)
+    tabular = _tabular_module(model)
+    if tabular is not None:
+        return tabular, tabular.signatures()
 
     if isinstance(model, MaskedLanguageModel):
         if not model.hf_model.built:
@@ -126,7 +142,8 @@ def _serving_module(model, include_strings: bool, top_k: int, max_length: Option
         return module, module.signatures()
     raise ExportError(
         f"Cannot export a {type(model).__name__}: pass a MaskedLanguageModel, a keras_ssl vision method "
-        "(SimCLR, MoCo, ...) or a built Keras image encoder."
+        "(SimCLR, MoCo, ...), a built Keras image encoder, or a tabular model (SCARF, VIME, a "
+        "TabularEncoder or a TabularClassifier)."
     )
 
 
@@ -342,3 +359,61 @@ class _TextClassifierServing(_TokenIdServing):
 
         self.classify = classify
         return {"serving_default": classify}
+
+
+# --- tabular ----------------------------------------------------------------------------------
+
+
+def _tabular_module(model) -> Optional[tf.Module]:
+    """The serving module of a tabular model (SCARF/VIME, TabularEncoder, TabularClassifier), else None."""
+    from keras_ssl.tabular.classifier import TabularClassifier
+    from keras_ssl.tabular.encoders import TabularEncoder
+    from keras_ssl.tabular.methods import TabularSSLModel
+
+    if isinstance(model, TabularClassifier):
+        return _TabularServing(model.encoder, model)
+    if isinstance(model, TabularSSLModel):
+        return _TabularServing(model.encoder)
+    if isinstance(model, TabularEncoder):
+        return _TabularServing(model)
+    return None
+
+
+class _TabularServing(tf.Module):
+    """Raw columns, one named input each -> ``embedding`` (or a classifier's outputs)."""
+
+    def __init__(self, encoder, classifier=None):
+        super().__init__(name="keras_ssl_tabular")
+        self.encoder = encoder  # tracks the body's weights and the preprocessing's lookup tables
+        self.classifier = classifier
+        class_names = getattr(classifier, "class_names", None)
+        self.class_names = None if class_names is None else tf.constant(class_names)
+        self.specs = dict(encoder.preprocessing.raw_signature())  # column -> TensorSpec([None], name=...)
+        names = [spec.name for spec in self.specs.values()]
+        clashes = sorted({n for n in names if names.count(n) > 1})
+        if clashes:
+            raise ExportError(
+                f"Columns {[c for c, s in self.specs.items() if s.name in clashes]} all become the input "
+                f"name(s) {clashes} in the signature. Rename the columns (letters, digits, '_', '.', '-') "
+                "and fit the preprocessing again."
+            )
+
+    def _outputs(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        if self.classifier is None:
+            return {"embedding": _as_float32(self.encoder(raw, training=False))}
+        probabilities = tf.nn.softmax(_as_float32(self.classifier(raw, training=False)), axis=-1)
+        out = {"probabilities": probabilities, "label": tf.argmax(probabilities, -1, output_type=tf.int64)}
+        if self.class_names is not None:
+            out["class_name"] = tf.gather(self.class_names, out["label"])
+        return out
+
+    def signatures(self) -> dict:
+        columns = list(self.specs)
+        specs = [tf.TensorSpec([None], self.specs[c].dtype, name=self.specs[c].name) for c in columns]
+
+        @tf.function(autograph=False, input_signature=specs)
+        def serve(*values):
+            return self._outputs(dict(zip(columns, values)))
+
+        self.serve = serve
+        return {"serving_default": serve}

@@ -1,28 +1,19 @@
-"""Tabular self-supervision: tables in, preprocessing inside the model, SCARF and VIME on the shared base."""
+"""Tabular self-supervision: tables in, preprocessing inside the model, SCARF and VIME on the shared base.
 
-import importlib
+* :func:`tabular_dataset`: a DataFrame, CSV/Parquet files or NumPy arrays -> batches of raw columns,
+  and the :class:`TabularPreprocessing` fitted on the training table (a Keras layer, saved and served
+  with the model);
+* :func:`mlp_encoder` -> :class:`TabularEncoder` (raw columns -> ``[batch, D]``);
+* :class:`SCARF`, :class:`VIME` (pretraining; corruption in the graph by :func:`scarf_corruption`,
+  :func:`vime_corruption`), :class:`TabularClassifier` (probing and fine-tuning).
+"""
 
-_EXPORTS = {
-    "TabularPreprocessing": "preprocessing",
-    "tabular_dataset": "data",
-    "mlp_encoder": "encoders",
-    "TabularEncoder": "encoders",
-    "TabularClassifier": "classifier",
-    "scarf_corruption": "corruption",
-    "vime_corruption": "corruption",
-    "TabularSSLModel": "methods",
-    "SCARF": "methods",
-    "VIME": "methods",
-}
+from keras_ssl.tabular.classifier import TabularClassifier
+from keras_ssl.tabular.corruption import scarf_corruption, vime_corruption
+from keras_ssl.tabular.data import tabular_dataset
+from keras_ssl.tabular.encoders import TabularEncoder, mlp_encoder
+from keras_ssl.tabular.methods import SCARF, VIME, TabularSSLModel
+from keras_ssl.tabular.preprocessing import TabularPreprocessing
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"keras_ssl.tabular.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'keras_ssl.tabular' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted({*globals(), *_EXPORTS})
+__all__ = ["SCARF", "VIME", "TabularClassifier", "TabularEncoder", "TabularPreprocessing", "TabularSSLModel",
+           "mlp_encoder", "scarf_corruption", "tabular_dataset", "vime_corruption"]
