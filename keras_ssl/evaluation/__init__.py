@@ -21,11 +21,13 @@ from keras_ssl.evaluation.mnist_protocol import (
     pretrain_on_mnist,
 )
 from keras_ssl.evaluation.statistics import effective_rank, embedding_std
+from keras_ssl.evaluation.tabular_protocol import TABULAR_PRETRAIN, label_subset, pretrain_tabular
 
 __all__ = [
     "DIGITS_RECIPES",
     "MNIST_CLASSIFIER",
     "MNIST_PRETRAIN",
+    "TABULAR_PRETRAIN",
     "CollapseMonitor",
     "CollapseWarning",
     "KNNMonitor",
@@ -40,10 +42,12 @@ __all__ = [
     "knn_accuracy",
     "knn_accuracy_from_features",
     "knn_predict",
+    "label_subset",
     "linear_probe",
     "mnist_encoder",
     "mnist_labels",
     "mnist_payoff",
     "pretrain_on_digits",
     "pretrain_on_mnist",
+    "pretrain_tabular",
 ]
