@@ -42,8 +42,9 @@ Tabular models (a :class:`~keras_ssl.tabular.SCARF` or :class:`~keras_ssl.tabula
 bare :class:`~keras_ssl.tabular.TabularEncoder`) export:
 
 * ``serving_default``: one input per raw column, named after the column (``input_name``: characters
-  other than letters, digits, ``_``, ``.``, ``-`` become ``_``), ``[batch]`` each: float32 for
-  numeric columns (NaN or inf = missing), string for categorical ones (a value never seen in
+  other than ASCII letters and digits become ``_``; ``col_`` goes in front of a name that does not
+  start with a letter: ``capital-gain`` -> ``capital_gain``, ``4`` -> ``col_4``), ``[batch]`` each:
+  float32 for numeric columns (NaN or inf = missing), string for categorical ones (a value never seen in
   training goes to the out-of-vocabulary bucket) -> ``embedding`` float32 ``[batch, D]``. The fitted
   preprocessing (standardisation, missing flags, vocabulary lookups) runs inside the graph.
 

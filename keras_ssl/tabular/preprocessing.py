@@ -52,9 +52,12 @@ def check_columns(raw, expected: Sequence[str], where: str = "TabularPreprocessi
 
 
 def input_name(column: str) -> str:
-    """``column`` as a valid TensorFlow op/input name (other characters replaced by ``_``)."""
-    name = re.sub(r"[^A-Za-z0-9_.\-]", "_", str(column))
-    return name if re.match(r"[A-Za-z0-9.]", name) else f"c{name}"
+    """``column`` as the name of a model input and of a served signature argument: characters other than
+    ASCII letters and digits become ``_``, and a name that does not start with a letter gets ``col_``
+    in front (``capital-gain`` -> ``capital_gain``, ``4`` -> ``col_4``). These are valid Python
+    parameter names, which ``tf.function`` signatures require (it would rename others itself)."""
+    name = re.sub(r"[^A-Za-z0-9]", "_", str(column))
+    return name if re.match(r"[A-Za-z]", name) else f"col_{name}"
 
 
 def default_embedding_dim(vocabulary_size: int) -> int:
