@@ -22,7 +22,7 @@ from typing import Any, Dict, Optional, Sequence
 
 from keras_ssl.backend import keras, tf
 from keras_ssl.tabular.encoders import TabularEncoder
-from keras_ssl.vision.classifier import check_labels
+from keras_ssl.training.labels import check_labels
 
 
 def _encoder_of(encoder) -> TabularEncoder:
