@@ -8,7 +8,7 @@ the embedding dimension.
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, Sequence, Tuple
 
 from keras_ssl.backend import tf
 
@@ -204,12 +204,178 @@ def embedding_std(z: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.sqrt(tf.maximum(variance, 0.0)))
 
 
+def nearest_neighbours(
+    queries: tf.Tensor, support: tf.Tensor, valid: tf.Tensor = None
+) -> Tuple[tf.Tensor, tf.Tensor]:
+    """NNCLR's support-set lookup (Dwibedi et al., 2021, eq. 2): for each query the row of ``support``
+    with the largest cosine similarity, among the ``valid`` rows only.
+
+    Args:
+        queries: ``[N, D]`` embeddings (normalised inside).
+        support: ``[K, D]`` support set (normalised inside).
+        valid: optional bool ``[K]``; rows where it is False are never chosen (at least one must be True).
+
+    Returns:
+        ``(neighbours, indices)``: the L2-normalised chosen rows ``[N, D]`` (float32, no gradient) and
+        their indices ``[N]`` (int64).
+    """
+    q = tf.math.l2_normalize(_f32(queries), axis=-1)
+    s = tf.math.l2_normalize(_f32(tf.stop_gradient(support)), axis=-1)
+    similarity = tf.matmul(q, s, transpose_b=True)  # [N, K]
+    if valid is not None:
+        similarity = tf.where(valid[None, :], similarity, -_LARGE_NUM)
+    indices = tf.argmax(similarity, axis=-1, output_type=tf.int64)
+    return tf.stop_gradient(tf.gather(s, indices)), indices
+
+
+def nnclr_loss(
+    neighbours: tf.Tensor, predictions: tf.Tensor, temperature: float = 0.1
+) -> Tuple[tf.Tensor, tf.Tensor]:
+    """NNCLR's InfoNCE term (Dwibedi et al., 2021, eq. 2) for one direction.
+
+    ``L_i = -log exp(NN(z_i) . p_i / t) / sum_k exp(NN(z_i) . p_k / t)`` over the ``N`` rows of the
+    global batch, cosine similarities (both normalised inside). The model stops the neighbours'
+    gradient and symmetrises with the other view: ``(L(NN(z1), p2) + L(NN(z2), p1)) / 2``.
+
+    Args:
+        neighbours: ``[N, D]`` nearest neighbours of one view's projections.
+        predictions: ``[N, D]`` predictions of the other view; row ``i`` is ``neighbours[i]``'s positive.
+        temperature: softmax temperature ``t`` (paper: 0.1).
+
+    Returns:
+        ``(loss, accuracy)`` float32 scalars: the mean over rows, and the fraction of rows whose
+        positive is the most similar prediction.
+    """
+    nn = tf.math.l2_normalize(_f32(neighbours), axis=-1)
+    p = tf.math.l2_normalize(_f32(predictions), axis=-1)
+    logits = tf.matmul(nn, p, transpose_b=True) / temperature  # [N, N]
+    labels = tf.range(tf.shape(nn)[0])
+    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    hits = tf.equal(tf.argmax(logits, axis=-1, output_type=labels.dtype), labels)
+    return loss, tf.reduce_mean(tf.cast(hits, tf.float32))
+
+
+def dino_cross_entropy(
+    student: Sequence[tf.Tensor],
+    teacher: Sequence[tf.Tensor],
+    center: tf.Tensor,
+    student_temperature: float = 0.1,
+    teacher_temperature: float = 0.04,
+) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+    """DINO's per-example loss (Caron et al., 2021, eq. 3): ``H(P_t, P_s)`` averaged over the pairs
+    (teacher view ``i``, student view ``j``) with ``i != j``.
+
+    ``P_t = softmax((t - center) / teacher_temperature)`` (the model stops its gradient) and
+    ``log P_s = log_softmax(s / student_temperature)``. Teacher view ``i`` is student view ``i`` (the
+    global crops come first), so same-view pairs are skipped.
+
+    Args:
+        student: ``V_s`` student outputs ``[N, K]`` (global crops first, then local crops).
+        teacher: ``V_t <= V_s`` teacher outputs ``[N, K]`` of the global crops.
+        center: ``[K]`` the teacher's running center.
+        student_temperature, teacher_temperature: paper: 0.1 and 0.04 (warmed up from 0.04 to 0.07).
+
+    Returns:
+        ``(loss, extras)``: per-example loss ``[N]`` and per-example ``teacher_entropy`` (entropy of
+        ``P_t`` / ln K, mean over teacher views) and ``kl_teacher_student`` (mean over the pairs), ``[N]``.
+    """
+    if len(teacher) > len(student) or len(student) < 2:
+        raise ValueError(
+            f"DINO needs at least two student views and no more teacher views than student views; got "
+            f"{len(student)} student and {len(teacher)} teacher views."
+        )
+    center = _f32(center)
+    log_student = [tf.nn.log_softmax(_f32(s) / student_temperature, axis=-1) for s in student]
+    log_teacher = [tf.nn.log_softmax((_f32(t) - center) / teacher_temperature, axis=-1) for t in teacher]
+    probs = [tf.exp(lt) for lt in log_teacher]
+    entropies = [-tf.reduce_sum(p * lt, axis=-1) for p, lt in zip(probs, log_teacher)]  # [N] each
+    cross, kl = [], []
+    for i, (p, entropy) in enumerate(zip(probs, entropies)):
+        for j, ls in enumerate(log_student):
+            if i == j:
+                continue
+            ce = -tf.reduce_sum(p * ls, axis=-1)
+            cross.append(ce)
+            kl.append(ce - entropy)
+    num_classes = tf.cast(tf.shape(center)[-1], tf.float32)
+    extras = {
+        "teacher_entropy": tf.add_n(entropies) / (len(entropies) * tf.math.log(num_classes)),
+        "kl_teacher_student": tf.add_n(kl) / len(kl),
+    }
+    return tf.add_n(cross) / len(cross), extras
+
+
+def sinkhorn_knopp(scores: tf.Tensor, epsilon: float = 0.05, iterations: int = 3) -> tf.Tensor:
+    """SwAV's equipartitioned soft codes (Caron et al., 2020, eq. 3; official ``distributed_sinkhorn``).
+
+    ``Q = exp(scores / epsilon)`` normalised to sum 1, then ``iterations`` rounds of: every prototype
+    (column) to total ``1/K``, every sample (row) to total ``1/N``; finally scaled so rows sum to 1.
+    Numerically safe: each prototype's maximum is subtracted before ``exp`` (a per-column factor that
+    the first column normalisation removes, so the codes equal the official ones wherever those do not
+    overflow), and an all-underflowed row gets a zero code instead of NaN. No gradient flows. Pass the
+    scores of the **global** batch (gathered from all replicas): the normalisation spans it, as the
+    official code's all-reduced sums do.
+
+    Args:
+        scores: ``[N, K]`` prototype scores ``z . c_k`` (cosines) of the global batch.
+        epsilon: entropic regularisation (paper: 0.05; 0.03 with a small batch and no queue).
+        iterations: Sinkhorn-Knopp rounds, at least 1 (paper: 3).
+
+    Returns:
+        ``[N, K]`` float32 codes: each row sums to 1; after many iterations each column sums to ``N/K``.
+    """
+    if int(iterations) < 1:
+        raise ValueError(f"sinkhorn_knopp needs at least one iteration, got {iterations}.")
+    s = _f32(tf.stop_gradient(scores)) / epsilon
+    q = tf.exp(s - tf.reduce_max(s, axis=0, keepdims=True))
+    q /= tf.reduce_sum(q)
+    n = tf.cast(tf.shape(q)[0], tf.float32)
+    k = tf.cast(tf.shape(q)[1], tf.float32)
+    for _ in range(int(iterations)):
+        q = q / tf.reduce_sum(q, axis=0, keepdims=True) / k  # each prototype gets 1/K of the mass
+        q = tf.math.divide_no_nan(q, tf.reduce_sum(q, axis=1, keepdims=True)) / n  # each sample 1/N
+    return tf.stop_gradient(q * n)
+
+
+def swapped_prediction_loss(scores: Sequence[tf.Tensor], codes: Sequence[tf.Tensor],
+                            temperature: float = 0.1) -> tf.Tensor:
+    """SwAV's swapped prediction (Caron et al., 2020, eq. 1, official ``main_swav.py``).
+
+    For each view ``i`` with codes ``q_i``, the cross-entropy ``-sum_k q_ik log softmax(s_v / t)_k``
+    against every *other* view ``v`` (mean over rows, then over the ``V - 1`` other views); the result
+    is the mean over the coded views. The codes carry no gradient (stop-gradient inside).
+
+    Args:
+        scores: ``V >= 2`` views' prototype scores ``[N, K]``, the coded (global) views first.
+        codes: ``1 <= G <= V`` codes ``[N, K]`` (:func:`sinkhorn_knopp`) of ``scores[:G]``.
+        temperature: softmax temperature ``t`` (paper: 0.1).
+
+    Returns:
+        A float32 scalar.
+    """
+    if len(scores) < 2 or not 1 <= len(codes) <= len(scores):
+        raise ValueError(f"Swapped prediction needs at least two views and 1 to {len(scores)} coded "
+                         f"views; got {len(scores)} views and {len(codes)} codes.")
+    log_probs = [tf.nn.log_softmax(_f32(s) / temperature, axis=-1) for s in scores]
+    total = 0.0
+    for i, q in enumerate(codes):
+        q = tf.stop_gradient(_f32(q))
+        others = [-tf.reduce_mean(tf.reduce_sum(q * lp, axis=-1)) for v, lp in enumerate(log_probs) if v != i]
+        total += tf.add_n(others) / len(others)
+    return total / len(codes)
+
+
 __all__ = [
     "barlow_twins_loss",
     "byol_loss",
+    "dino_cross_entropy",
     "embedding_std",
     "info_nce",
+    "nearest_neighbours",
+    "nnclr_loss",
     "nt_xent",
     "simsiam_loss",
+    "sinkhorn_knopp",
+    "swapped_prediction_loss",
     "vicreg_loss",
 ]

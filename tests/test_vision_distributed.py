@@ -15,8 +15,8 @@ import sys
 from numerics import STEP_RTOL, close
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "vision_replicas.py")
-METHODS = {"SimCLR", "MoCo", "BYOL", "SimSiam", "BarlowTwins", "VICReg", "Autoencoder", "RotationPrediction",
-           "Colorization", "MAE"}
+METHODS = {"SimCLR", "MoCo", "NNCLR", "BYOL", "SimSiam", "DINO", "SwAV", "BarlowTwins", "VICReg",
+           "Autoencoder", "RotationPrediction", "Colorization", "MAE"}
 
 
 def test_two_replicas_match_one_for_every_method():

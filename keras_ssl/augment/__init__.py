@@ -1,4 +1,5 @@
-"""In-graph, batched image augmentations for vision SSL (SimCLR, MoCo v2, BYOL presets; digits) and
+"""In-graph, batched image augmentations for vision SSL (SimCLR, MoCo v2, BYOL presets; digits),
+multi-crop views (SwAV, DINO: :mod:`keras_ssl.augment.multi_crop`) and
 the corruptions of denoising pretext tasks (:mod:`keras_ssl.augment.corruption`).
 
 Every op and preset is ``f(images, training=True) -> float32 images in [0, 1]`` with per-sample
@@ -15,6 +16,7 @@ from keras_ssl.augment.corruption import (
     corruption,
 )
 from keras_ssl.augment.grid import image_grid, render_views
+from keras_ssl.augment.multi_crop import MultiCrop, multi_crop
 from keras_ssl.augment.ops import (
     Augmentation,
     ColorJitter,
@@ -43,6 +45,7 @@ __all__ = [
     "ColorJitter",
     "Compose",
     "GaussianNoise",
+    "MultiCrop",
     "PatchMasking",
     "RandomErasing",
     "GaussianBlur",
@@ -65,6 +68,7 @@ __all__ = [
     "grayscale",
     "image_grid",
     "moco_v2",
+    "multi_crop",
     "render_views",
     "simclr",
     "to_float_images",

@@ -9,6 +9,7 @@ from keras_ssl.evaluation.digits_protocol import (
     pretrain_on_digits,
 )
 from keras_ssl.evaluation.features import encode, extract_features
+from keras_ssl.evaluation.health import HealthMonitor
 from keras_ssl.evaluation.knn import knn_accuracy, knn_accuracy_from_features, knn_predict
 from keras_ssl.evaluation.linear_probe import linear_probe
 from keras_ssl.evaluation.mnist_protocol import (
@@ -30,6 +31,7 @@ __all__ = [
     "TABULAR_PRETRAIN",
     "CollapseMonitor",
     "CollapseWarning",
+    "HealthMonitor",
     "KNNMonitor",
     "build_digits_method",
     "digits_encoder",

@@ -20,7 +20,8 @@ from keras_ssl.evaluation.statistics import effective_rank, embedding_std
 
 
 class CollapseWarning(UserWarning):
-    """Emitted by :class:`CollapseMonitor` when the embedding collapses or diverges."""
+    """Emitted by :class:`CollapseMonitor` when the embedding collapses or diverges, and by
+    :class:`~keras_ssl.evaluation.HealthMonitor` when a health metric says so."""
 
 
 class KNNMonitor(keras.callbacks.Callback):

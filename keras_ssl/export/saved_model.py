@@ -73,6 +73,7 @@ def export_saved_model(
     include_strings: bool = True,
     top_k: int = 5,
     max_length: Optional[int] = None,
+    image_size: Optional[int] = None,
 ) -> str:
     """Write a SavedModel of ``model`` to ``path`` that serves with TensorFlow alone; returns ``path``.
 
@@ -81,7 +82,10 @@ def export_saved_model(
     ``overwrite``: replace a non-empty ``path`` (the new export is written aside first, so a failed
     export never destroys the old one). Text only: ``include_strings`` adds the raw-string
     signatures, ``top_k`` is the number of fill-mask candidates per mask, ``max_length`` caps the
-    tokenized length (default: the model's position limit, at most 512).
+    tokenized length (default: the model's position limit, at most 512). Vision only:
+    ``image_size`` (``int`` or ``(height, width)``) is the size served images are resized to when the
+    encoder takes any size (``input_shape=(None, None, C)``, as multi-crop methods need); default: the
+    global crop size of a :class:`~keras_ssl.augment.MultiCrop` augmentation, else required.
     See the module docstring for the signatures.
     """
     if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)) and not overwrite:
@@ -89,7 +93,7 @@ def export_saved_model(
             f"{path!r} already exists and is not empty. Pass overwrite=True to replace it, or export to "
             "a new version directory (TensorFlow Serving loads numbered versions, e.g. export/2)."
         )
-    module, signatures = _serving_module(model, include_strings, top_k, max_length)
+    module, signatures = _serving_module(model, include_strings, top_k, max_length, image_size)
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
@@ -104,7 +108,7 @@ def export_saved_model(
     return path
 
 
-def _serving_module(model, include_strings: bool, top_k: int, max_length: Optional[int]):
+def _serving_module(model, include_strings: bool, top_k: int, max_length: Optional[int], image_size=None):
     from keras_ssl.text.model import MaskedLanguageModel
     from keras_ssl.vision.base import VisionSSLModel
 
@@ -122,11 +126,13 @@ def _serving_module(model, include_strings: bool, top_k: int, max_length: Option
             )
         module = _TextServing(model, include_strings, top_k, max_length)
         return module, module.signatures()
-    classifier = _classifier_module(model)
+    classifier = _classifier_module(model, image_size)
     if classifier is not None:
         return classifier, classifier.signatures()
     if isinstance(model, VisionSSLModel):
-        module = _VisionServing(model.encoder, getattr(model, "projection", None))
+        if image_size is None:
+            image_size = getattr(model.augment, "global_size", None)  # a MultiCrop's global crops
+        module = _VisionServing(model.encoder, getattr(model, "projection", None), image_size)
         return module, module.signatures()
     if isinstance(model, keras.Model):
         if not model.built or not model.inputs:
@@ -139,7 +145,7 @@ def _serving_module(model, include_strings: bool, top_k: int, max_length: Option
                 f"{model.name} maps {model.inputs[0].shape} to {model.outputs[0].shape}; a plain Keras "
                 "model is exported as an image encoder, images [batch, H, W, C] -> features [batch, D]."
             )
-        module = _VisionServing(model, None)
+        module = _VisionServing(model, None, image_size)
         return module, module.signatures()
     raise ExportError(
         f"Cannot export a {type(model).__name__}: pass a MaskedLanguageModel, a keras_ssl vision method "
@@ -153,15 +159,22 @@ def _as_float32(x) -> tf.Tensor:
 
 
 class _VisionServing(tf.Module):
-    def __init__(self, encoder: keras.Model, projection=None):
+    def __init__(self, encoder: keras.Model, projection=None, image_size=None):
         super().__init__(name="keras_ssl_vision")
         self.encoder = encoder
         self.projection = projection
         height, width, channels = encoder.inputs[0].shape[1:]
-        if height is None or width is None or channels is None:
+        if (height is None or width is None) and image_size is not None:
+            height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+        if channels is None:
             raise ExportError(
-                f"The encoder's input shape {encoder.inputs[0].shape} must fix height, width and channels "
-                "so served images can be resized to it."
+                f"The encoder's input shape {encoder.inputs[0].shape} must fix the number of channels."
+            )
+        if height is None or width is None:
+            raise ExportError(
+                f"The encoder takes images of any size ({encoder.inputs[0].shape}): pass "
+                "export_saved_model(..., image_size=N), the size served images are resized to (e.g. "
+                "the global crop size it was trained on)."
             )
         self.size = (int(height), int(width))
         self.channels = int(channels)
@@ -193,17 +206,17 @@ class _VisionServing(tf.Module):
         return {"serving_default": serve, "serve_float": serve_float}
 
 
-def _classifier_module(model) -> Optional[_VisionServing]:
+def _classifier_module(model, image_size=None) -> Optional[_VisionServing]:
     from keras_ssl.vision.classifier import ImageClassifier
 
-    return _ClassifierServing(model) if isinstance(model, ImageClassifier) else None
+    return _ClassifierServing(model, image_size) if isinstance(model, ImageClassifier) else None
 
 
 class _ClassifierServing(_VisionServing):
     """Images -> ``probabilities``, ``label`` (and ``class_name``) of an ``ImageClassifier``."""
 
-    def __init__(self, classifier):
-        super().__init__(classifier.encoder)
+    def __init__(self, classifier, image_size=None):
+        super().__init__(classifier.encoder, image_size=image_size)
         self.classifier = classifier
         self.class_names = None if classifier.class_names is None else tf.constant(classifier.class_names)
 

@@ -6,7 +6,9 @@ from keras_ssl.vision.classifier import ImageClassifier
 from keras_ssl.vision.data import image_dataset
 from keras_ssl.vision.methods import (
     BYOL,
+    DINO,
     MAE,
+    NNCLR,
     Autoencoder,
     BarlowTwins,
     Colorization,
@@ -14,6 +16,7 @@ from keras_ssl.vision.methods import (
     RotationPrediction,
     SimCLR,
     SimSiam,
+    SwAV,
     VICReg,
     ab_prior,
 )
@@ -23,3 +26,4 @@ __all__ = ["BYOL", "BarlowTwins", "MoCo", "SimCLR", "SimSiam", "VICReg", "Vision
            "backbones", "heads", "image_dataset"]
 __all__ += ["MAE", "Autoencoder", "Colorization", "ImageClassifier", "ReconstructionImages",
             "RotationPrediction", "ab_prior", "color", "decoders", "render_reconstructions"]
+__all__ += ["DINO", "NNCLR", "SwAV"]

@@ -4,16 +4,43 @@ A vision method supplies :meth:`VisionSSLModel.ssl_loss`, computed on embeddings
 batch (gathered from all replicas with :func:`keras_ssl.training.replica_gather`, gradients flowing
 back). Every replica computes the same global loss, so each contributes ``loss / num_replicas``:
 negatives span all replicas and batch statistics are global, whatever the strategy.
+
+Multi-view methods (SwAV, DINO) set ``multi_view = True`` and supply
+:meth:`VisionSSLModel.multi_view_loss` instead: they receive **all** views of a
+:class:`~keras_ssl.augment.MultiCrop` (globals first), or the two views of a plain augmentation.
+:meth:`VisionSSLModel.encode_views` runs a network once per resolution (globals together, locals
+together); such an encoder must accept any image size: ``input_shape=(None, None, C)`` and global
+pooling.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
+from keras_ssl.augment.multi_crop import MultiCrop
 from keras_ssl.backend import keras, tf
-from keras_ssl.training import RatioMetric, SSLModel, num_replicas, replica_gather
+from keras_ssl.training import RatioMetric, SSLModel, num_replicas, replica_gather, replica_sum
 
-Augment = Union[None, Callable, Tuple[Callable, Callable]]
+Augment = Union[None, Callable, Tuple[Callable, Callable], MultiCrop]
+
+
+class Views(NamedTuple):
+    """What :meth:`VisionSSLModel.pretext` gives a multi-view method: ``views`` (globals first, each
+    ``[batch, H_v, W_v, C]``) and how many of them are global crops."""
+
+    views: List[tf.Tensor]
+    num_global: int
+
+
+def _multi_view_methods() -> List[str]:
+    """Names of the loaded methods that take a MultiCrop (SwAV and DINO even before they are imported)."""
+    found, stack = {"SwAV", "DINO"}, list(VisionSSLModel.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        if getattr(cls, "multi_view", False) and not cls.__name__.startswith("_"):
+            found.add(cls.__name__)
+    return sorted(found)
 
 
 def as_float_images(images) -> tf.Tensor:
@@ -67,6 +94,8 @@ class VisionSSLModel(SSLModel):
     """
 
     min_global_batch = 2
+    #: ``True`` for methods that implement :meth:`multi_view_loss` (all views, e.g. a MultiCrop's).
+    multi_view = False
 
     def __init__(self, encoder: keras.Model, augment: Augment = None, **kwargs):
         super().__init__(**kwargs)
@@ -82,9 +111,15 @@ class VisionSSLModel(SSLModel):
                 "Add a pooling layer (e.g. pooling='avg' for keras.applications models)."
             )
         self.encoder = encoder
+        self._check_augment(augment)
         self.augment = augment
         self.feature_dim = int(encoder.outputs[0].shape[-1])
         self.image_shape = tuple(encoder.inputs[0].shape[1:])
+        if isinstance(augment, MultiCrop):
+            for size in (augment.global_size, augment.local_size):
+                if size is not None:
+                    self._check_view_size((size, size))
+            augment.build_state()  # its step counters are model weights (checkpointed) from the start
         # Every weight exists once a method's __init__ has built its heads: callbacks such as
         # BackupAndRestore need a built model.
         self.built = True
@@ -96,6 +131,16 @@ class VisionSSLModel(SSLModel):
 
         May return a third value, the ``step_outputs`` handed to :meth:`post_step` after the
         optimizer step (MoCo: the gathered keys that enter its queue).
+        """
+        raise NotImplementedError
+
+    def multi_view_loss(self, views: List[tf.Tensor], num_global: int, training: bool
+                        ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+        """Global-batch loss and health values for all views (``multi_view = True`` methods only).
+
+        ``views``: ``num_global`` global views then the local ones, each ``[local_batch, H_v, W_v, C]``
+        (two global views for a plain augmentation or a pair). May return a third value, the
+        ``step_outputs`` for :meth:`post_step`, as :meth:`ssl_loss`.
         """
         raise NotImplementedError
 
@@ -117,15 +162,63 @@ class VisionSSLModel(SSLModel):
             )
         return images
 
-    def pretext(self, inputs: Any, training: bool) -> Tuple[tf.Tensor, tf.Tensor]:
+    def _check_augment(self, augment) -> None:
+        if isinstance(augment, MultiCrop) and not self.multi_view:
+            raise ValueError(
+                f"{type(self).__name__} takes an augmentation callable (or a pair of them), not a MultiCrop: "
+                "it compares two views of the same size. Multi-crop views are for the multi-view methods: "
+                f"{', '.join(_multi_view_methods())}."
+            )
+
+    def _check_view_size(self, size: Tuple[Optional[int], Optional[int]]) -> None:
+        """A clear error for an encoder whose fixed input size rejects a view of ``size`` (H, W)."""
+        fixed = tuple(self.image_shape[:2])
+        if any(f is not None and s is not None and f != s for f, s in zip(fixed, size)):
+            raise ValueError(
+                f"The encoder takes {fixed[0]}x{fixed[1]} images but gets {size[0]}x{size[1]} views: a "
+                "multi-crop encoder must accept any size. Build it with input_shape=(None, None, C) and "
+                "global pooling, e.g. vision.backbones.small_cnn((None, None, C)) or "
+                "resnet18_cifar((None, None, 3))."
+            )
+
+    def pretext(self, inputs: Any, training: bool) -> Union[Tuple[tf.Tensor, tf.Tensor], Views]:
+        """Two views ``(view1, view2)``; for ``multi_view`` methods a :class:`Views` of all views."""
         images = self._check_images(inputs)
+        self._check_augment(self.augment)
+        if isinstance(self.augment, MultiCrop):
+            return Views(self.augment(images, training=training), self.augment.num_global)
         if self.augment is None:
-            return images, images
-        if isinstance(self.augment, (tuple, list)):
-            first, second = self.augment
+            pair = (images, images)
         else:
-            first = second = self.augment
-        return first(images, training=training), second(images, training=training)
+            if isinstance(self.augment, (tuple, list)):
+                first, second = self.augment
+            else:
+                first = second = self.augment
+            pair = (first(images, training=training), second(images, training=training))
+        return Views(list(pair), 2) if self.multi_view else pair
+
+    def encode_views(self, views: Sequence[tf.Tensor], training: bool,
+                     network: Optional[Callable] = None) -> List[tf.Tensor]:
+        """``network`` (default: the encoder) on every view, one call per run of same-size views.
+
+        Consecutive views of one size (the globals, then the locals) are concatenated along the batch
+        axis and go through ``network`` together, as in the official SwAV/DINO code (batch norm sees
+        them as one batch). Returns one output ``[batch, ...]`` per view, in order.
+        """
+        network = network or self.encoder
+        groups: List[List[tf.Tensor]] = []
+        for view in views:
+            size = tuple(view.shape[1:3])
+            if groups and tuple(groups[-1][0].shape[1:3]) == size and None not in size:
+                groups[-1].append(view)
+            else:
+                self._check_view_size(size)
+                groups.append([view])
+        outputs: List[tf.Tensor] = []
+        for group in groups:
+            out = network(tf.concat(group, axis=0) if len(group) > 1 else group[0], training=training)
+            outputs.extend(tf.split(out, len(group), axis=0) if len(group) > 1 else [out])
+        return outputs
 
     def gather(self, x: tf.Tensor) -> tf.Tensor:
         """``x`` from all replicas, concatenated along the batch axis (gradients flow back)."""
@@ -137,9 +230,17 @@ class VisionSSLModel(SSLModel):
         return tf.reduce_mean(self.gather(tf.cast(per_example, tf.float32)))
 
     def compute_step(self, views, training: bool):
-        view1, view2 = views
-        self._check_batch_size(view1)
-        loss, health, *step_outputs = self.ssl_loss(view1, view2, training)
+        if self.multi_view:
+            views, num_global = views
+            for view in views:
+                self._check_batch_size(view)
+            views = self._assert_global_batch(list(views))
+            loss, health, *step_outputs = self.multi_view_loss(views, num_global, training)
+        else:
+            view1, view2 = views
+            self._check_batch_size(view1)
+            self._check_batch_size(view2)
+            loss, health, *step_outputs = self.ssl_loss(view1, view2, training)
         loss = tf.cast(loss, tf.float32)
         share = 1.0 / num_replicas()
         stats = {name: (tf.cast(value, tf.float32) * share, share) for name, value in health.items()}
@@ -157,6 +258,23 @@ class VisionSSLModel(SSLModel):
                 f"(got {local * num_replicas()}): its loss compares images within the batch. Use a "
                 "larger batch_size, or drop the last partial batch (dataset.batch(n, drop_remainder=True))."
             )
+
+    def _assert_global_batch(self, views: List[tf.Tensor]) -> List[tf.Tensor]:
+        """Under several replicas with batches of unknown size, stop every replica with a clear error
+        before any collective op when the global batch is too small (a replica without images would
+        otherwise fail deep inside synchronised batch norm)."""
+        replicas = num_replicas()
+        if replicas == 1 or views[0].shape[0] is not None:
+            return views
+        global_batch = replica_sum(tf.shape(views[0])[0])  # the same value on every replica
+        needed = max(self.min_global_batch, replicas)
+        check = tf.debugging.assert_greater_equal(
+            global_batch, needed,
+            message=f"{type(self).__name__} needs a global batch of at least {needed} images (at least "
+                    f"{self.min_global_batch}, and one per replica on {replicas} replicas). Use a larger "
+                    "batch_size, or drop the last partial batch (dataset.batch(n, drop_remainder=True)).")
+        with tf.control_dependencies([check]):
+            return [tf.identity(v) for v in views]
 
     def call(self, images, training: bool = False) -> tf.Tensor:
         """Encoder features ``[batch, D]``."""

@@ -144,12 +144,110 @@ def rotation_head(hidden_dim: int = 256, num_rotations: int = 4, **kwargs) -> ML
     return MLPHead((hidden_dim,), num_rotations, **kwargs)
 
 
+def nnclr_projection(hidden_dim: int = 2048, output_dim: int = 256, num_layers: int = 3, **kwargs) -> MLPHead:
+    """NNCLR's projector: ``num_layers`` layers, ``2048 -> BN -> ReLU -> 2048 -> BN -> ReLU -> 256 -> BN``."""
+    kwargs.setdefault("name", "nnclr_projection")
+    hidden = (hidden_dim,) * (num_layers - 1)
+    return MLPHead(hidden, output_dim, last_batchnorm=True, last_bias=False, **kwargs)
+
+
+def nnclr_prediction(hidden_dim: int = 4096, output_dim: int = 256, **kwargs) -> MLPHead:
+    """NNCLR's predictor: ``4096 -> BN -> ReLU -> 256``."""
+    kwargs.setdefault("name", "nnclr_prediction")
+    return MLPHead((hidden_dim,), output_dim, **kwargs)
+
+
+class DINOHead(keras.layers.Layer):
+    """DINO's projection head ``[batch, in] -> [batch, out_dim]`` (Caron et al., 2021, Sec. 3.1).
+
+    ``num_layers - 1`` hidden ``Dense -> GELU`` layers (width ``hidden_dim``), a linear bottleneck
+    ``bottleneck_dim``, L2 normalisation, then a weight-normalised linear layer without bias,
+    ``W = g v / ||v||`` per output unit with ``g`` fixed to 1: only the direction ``v``
+    (``last_layer_direction``, ``[bottleneck_dim, out_dim]``) is trained, so each output is a cosine
+    similarity in ``[-1, 1]``. ``use_batchnorm`` adds BN after the hidden layers (the paper's ResNet runs).
+    ``kernel_initializer``: of the hidden and bottleneck layers; default the paper's truncated normal with
+    std 0.02, which suits widths of hundreds and more (narrow heads shrink their inputs layer after
+    layer with it: use e.g. ``"he_normal"`` for tiny test heads).
+    """
+
+    def __init__(self, out_dim: int = 65536, hidden_dim: int = 2048, bottleneck_dim: int = 256,
+                 num_layers: int = 3, use_batchnorm: bool = False, kernel_initializer=None, **kwargs):
+        super().__init__(**kwargs)
+        if num_layers < 1 or min(out_dim, hidden_dim, bottleneck_dim) < 1:
+            raise ValueError(
+                f"DINOHead needs num_layers >= 1 and positive dims; got num_layers={num_layers}, "
+                f"out_dim={out_dim}, hidden_dim={hidden_dim}, bottleneck_dim={bottleneck_dim}."
+            )
+        self.out_dim, self.hidden_dim = int(out_dim), int(hidden_dim)
+        self.bottleneck_dim = int(bottleneck_dim)
+        self.num_layers, self.use_batchnorm = int(num_layers), bool(use_batchnorm)
+        self.kernel_initializer = keras.initializers.get(
+            kernel_initializer or keras.initializers.TruncatedNormal(stddev=0.02))
+
+        def init():  # a fresh instance per layer: tf_keras repeats an unseeded instance's values
+            return self.kernel_initializer.__class__.from_config(self.kernel_initializer.get_config())
+
+        self.hidden_dense = [keras.layers.Dense(self.hidden_dim, kernel_initializer=init(), name=f"dense_{i}")
+                             for i in range(self.num_layers - 1)]
+        self.hidden_norms = [_batchnorm(True, f"batchnorm_{i}") for i in range(self.num_layers - 1)
+                             ] if self.use_batchnorm else []
+        self.bottleneck = keras.layers.Dense(self.bottleneck_dim, kernel_initializer=init(),
+                                             name="bottleneck")
+
+    def build(self, input_shape):
+        self.last_layer_direction = self.add_weight(
+            "last_layer_direction", shape=(self.bottleneck_dim, self.out_dim), dtype=tf.float32,
+            initializer=keras.initializers.TruncatedNormal(stddev=0.02), trainable=True,
+            experimental_autocast=False,
+        )
+        super().build(input_shape)
+
+    def last_layer_kernel(self, frozen=None) -> tf.Tensor:
+        """The effective last kernel ``[bottleneck_dim, out_dim]``: unit-norm columns. Where ``frozen``
+        (a bool scalar) is True, no gradient reaches the direction (DINO's first steps)."""
+        direction = self.last_layer_direction
+        if frozen is not None:
+            direction = tf.where(frozen, tf.stop_gradient(direction), direction)
+        return tf.math.l2_normalize(direction, axis=0)
+
+    def call(self, inputs: tf.Tensor, training=None, freeze_last_layer=None) -> tf.Tensor:
+        x = inputs
+        for i, dense in enumerate(self.hidden_dense):
+            x = dense(x)
+            if self.use_batchnorm:
+                x = self.hidden_norms[i](x, training=training)
+            x = tf.nn.gelu(x, approximate=False)
+        x = tf.math.l2_normalize(tf.cast(self.bottleneck(x), tf.float32), axis=-1)
+        return tf.cast(tf.matmul(x, self.last_layer_kernel(freeze_last_layer)), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape)[:-1].concatenate([self.out_dim])
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"out_dim": self.out_dim, "hidden_dim": self.hidden_dim,
+                       "bottleneck_dim": self.bottleneck_dim, "num_layers": self.num_layers,
+                       "use_batchnorm": self.use_batchnorm,
+                       "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)})
+        return config
+
+
+def dino_head(out_dim: int = 65536, hidden_dim: int = 2048, bottleneck_dim: int = 256, **kwargs) -> DINOHead:
+    """DINO's head: ``2048 -> GELU -> 2048 -> GELU -> 256 -> L2 -> weight-normalised 65536`` (g = 1)."""
+    kwargs.setdefault("name", "dino_head")
+    return DINOHead(out_dim, hidden_dim, bottleneck_dim, **kwargs)
+
+
 __all__ = [
+    "DINOHead",
     "MLPHead",
     "barlow_projection",
     "byol_prediction",
     "byol_projection",
+    "dino_head",
     "moco_projection",
+    "nnclr_prediction",
+    "nnclr_projection",
     "rotation_head",
     "simclr_projection",
     "simsiam_prediction",

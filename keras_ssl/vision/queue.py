@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from keras_ssl.backend import keras, tf
+from keras_ssl.losses import nearest_neighbours
 
 
 class MemoryQueue(keras.layers.Layer):
@@ -68,4 +69,43 @@ class MemoryQueue(keras.layers.Layer):
         return config
 
 
-__all__ = ["MemoryQueue"]
+class SupportSet(MemoryQueue):
+    """NNCLR's support set: a :class:`MemoryQueue` of L2-normalised projections that also counts its
+    filled slots (``filled``, an int64 weight saved with the model) and looks up nearest neighbours.
+
+    Until the ring buffer has wrapped around, only the ``filled`` slots written so far are searched
+    (the random initial rows are never returned); with no slot filled yet, :meth:`nearest_neighbours`
+    returns the (normalised) queries themselves.
+    """
+
+    def __init__(self, size: int, dim: int, seed: int = 0, **kwargs):
+        super().__init__(size, dim, seed, **kwargs)
+        self.filled = self.add_weight(
+            "filled", shape=(), dtype=tf.int64, initializer="zeros", trainable=False
+        )
+
+    def enqueue(self, keys: tf.Tensor) -> None:
+        """:meth:`MemoryQueue.enqueue`, and ``filled <- min(filled + batch, size)``."""
+        super().enqueue(keys)
+        n = tf.shape(keys, out_type=tf.int64)[0]
+
+        def count(filled, n):
+            return filled.assign(tf.minimum(filled + n, self.size))
+
+        tf.distribute.get_strategy().extended.update(self.filled, count, args=(n,), group=False)
+
+    def fill_fraction(self) -> tf.Tensor:
+        """Filled slots / size, a float32 scalar in ``[0, 1]``."""
+        return tf.cast(tf.convert_to_tensor(self.filled), tf.float32) / float(self.size)
+
+    def nearest_neighbours(self, queries: tf.Tensor) -> tf.Tensor:
+        """The most cosine-similar filled row of the set for each query ``[N, dim] -> [N, dim]``
+        (float32, without gradient); see :func:`keras_ssl.losses.nearest_neighbours`."""
+        filled = tf.convert_to_tensor(self.filled)
+        valid = tf.range(self.size, dtype=tf.int64) < filled
+        neighbours, _ = nearest_neighbours(queries, self.values(), valid)
+        own = tf.math.l2_normalize(tf.cast(queries, tf.float32), axis=-1)
+        return tf.stop_gradient(tf.where(filled > 0, neighbours, own))
+
+
+__all__ = ["MemoryQueue", "SupportSet"]
