@@ -26,8 +26,12 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check keras_ssl tests benchmarks docs
 
+# Test files run in parallel, one file per worker process (module fixtures stay shared): on 2 cores
+# the tiny models leave a core idle most of the time. TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= auto
+
 test: setup lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: setup
 	$(BIN)/pip install -q -e ".[bench]"
