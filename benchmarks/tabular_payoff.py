@@ -14,7 +14,8 @@ and every model is scored on the test split:
 
 Run: ``python benchmarks/tabular_payoff.py --table adult --seeds 0 1 2`` (``--quick``: 2 pretraining
 epochs, 50 and 200 labels, 2,000 test rows). Prints markdown tables (mean ± std over seeds) and writes
-``benchmarks/results/tabular_payoff_<table>.json``.
+``benchmarks/results/tabular_payoff_<table>.json``; ``--update`` replaces only the budgets run now in
+that file (every run is deterministic per seed, so the columns of separate runs fit together).
 """
 
 from __future__ import annotations
@@ -64,6 +65,14 @@ def format_table(results, budgets, metric, title):
     return "\n".join(lines)
 
 
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        return None
+
+
 def _copy(encoder, prep, seed):
     copy = tabular_encoder(prep, seed)
     copy.set_weights(encoder.get_weights())
@@ -80,6 +89,7 @@ def main():
     parser.add_argument("--test-rows", type=int, default=None, help="score on the first N test rows")
     parser.add_argument("--quick", action="store_true", help="smoke run")
     parser.add_argument("--output", default=None)
+    parser.add_argument("--update", action="store_true", help="keep the other budgets already in --output")
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.labels, args.test_rows = 2, ["50", "200"], 2000
@@ -114,13 +124,22 @@ def main():
             scores = ", ".join(f"{m} {s['accuracy']:.3f}/{s.get('auc', float('nan')):.3f}"
                                for m, s in row.items())
             print(f"seed {seed}, {budget} labels (accuracy/AUC): {scores}", flush=True)
+    output = args.output or os.path.join(os.path.dirname(__file__), "results",
+                                         f"tabular_payoff_{args.table}{'_quick' if args.quick else ''}.json")
+    if args.update and os.path.exists(output):
+        with open(output) as f:
+            previous = json.load(f)
+        if previous["seeds"] != args.seeds:
+            raise SystemExit(f"--update: {output} has seeds {previous['seeds']}, not {args.seeds}.")
+        results = {**previous["results"], **results}
+        order = ["50", "200", "1000", "all"]
+        budgets = sorted({*previous["budgets"], *map(str, budgets)},
+                         key=lambda b: order.index(b) if b in order else int(b))
     seeds = ", ".join(map(str, args.seeds))
     tables = [format_table(results, budgets, metric,
                            f"{args.table}, test {metric} ({len(test_df):,} rows), seeds {seeds}")
               for metric in ("accuracy", "auc")]
     print("\n\n".join(tables))
-    output = args.output or os.path.join(os.path.dirname(__file__), "results",
-                                         f"tabular_payoff_{args.table}{'_quick' if args.quick else ''}.json")
     os.makedirs(os.path.dirname(output), exist_ok=True)
     with open(output, "w") as f:
         json.dump({"table": args.table, "seeds": args.seeds, "budgets": [str(b) for b in budgets],
@@ -128,7 +147,7 @@ def main():
                    "pretrain": TABULAR_PRETRAIN, "finetune": TABULAR_FINETUNE,
                    "pretrain_epochs": args.epochs, "timings": timings,
                    "total_s": round(time.time() - start, 1),
-                   "machine": {"processor": platform.processor() or platform.machine(),
+                   "machine": {"cpu_model": _cpu_model(), "processor": platform.machine(),
                                "cpus": os.cpu_count(), "tensorflow": tf.__version__}}, f, indent=1)
     print("wrote", output)
 

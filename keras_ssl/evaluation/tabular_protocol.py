@@ -34,9 +34,10 @@ TABULAR_PRETRAIN: Dict[str, Dict[str, Any]] = {
     "vime": {"epochs": 10, "batch_size": 256, "learning_rate": 1e-3, "p_m": 0.3, "alpha": 2.0},
 }
 
-#: Supervised training of an encoder + linear head (pretrained or from scratch): Adam, a fixed number
-#: of steps whatever the number of labels (batches of ``min(batch_size, n)`` rows, repeated).
-TABULAR_FINETUNE: Dict[str, Any] = {"steps": 300, "batch_size": 64, "learning_rate": 3e-4}
+#: Supervised training of an encoder + linear head (pretrained or from scratch): Adam, batches of
+#: ``min(batch_size, n)`` labelled rows, ``max(steps, min_epochs * ceil(n / batch))`` steps: 300 for
+#: the few-label budgets, at least 5 epochs when labels are many.
+TABULAR_FINETUNE: Dict[str, Any] = {"steps": 300, "min_epochs": 5, "batch_size": 64, "learning_rate": 3e-4}
 
 
 def label_subset(frame, label: str, n: Optional[int], seed: int = 0):
@@ -126,8 +127,9 @@ def fine_tune(encoder, prep, labelled, test, seed: int = 0, **overrides) -> Dict
     classifier = tabular.TabularClassifier(encoder, num_classes=num_classes, head="linear")
     classifier.compile(optimizer=keras.optimizers.Adam(r["learning_rate"]))
     batch = min(int(r["batch_size"]), len(labelled))
+    steps = max(int(r["steps"]), int(r["min_epochs"]) * -(-len(labelled) // batch))
     train = _batches(labelled, prep.label, prep, batch, True, seed).repeat()
-    classifier.fit(train, steps_per_epoch=int(r["steps"]), epochs=1, verbose=0)
+    classifier.fit(train, steps_per_epoch=steps, epochs=1, verbose=0)
     probabilities = classifier.predict(_batches(test, prep.label, prep, 2048, False, seed), verbose=0)
     return _scores(np.asarray(probabilities), _labels(test, prep))
 
