@@ -91,3 +91,18 @@ def pack_text(pydoc_texts):
 def minilm_blocks(pack_text, minilm_tokenizer) -> np.ndarray:
     """All pydoc text as MiniLM ``int32 [~1016, 128]`` blocks ``[CLS] 126 tokens [SEP]`` (read-only)."""
     return pack_text(minilm_tokenizer, 128)
+
+
+# The longest test files (about 3-10 minutes each on 2 cores), longest first. `make test` runs files in
+# parallel (pytest-xdist --dist loadfile hands files to workers in collection order), so starting these
+# first keeps one long file from running alone at the end.
+LONGEST_FIRST = ("test_vision_learning.py", "test_notebooks.py", "test_vision_distributed.py",
+                 "test_precision.py", "test_export.py", "test_mlm_training.py",
+                 "test_vision_learning_multicrop.py", "test_resume.py", "test_tabular_methods.py",
+                 "test_distribute.py", "test_vision_dino.py", "test_vision_swav.py", "test_vision_nnclr.py",
+                 "test_mnist_payoff.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_FIRST)))  # stable: file order kept

@@ -12,6 +12,7 @@ from numerics import assert_close_to_scale
 
 from keras_ssl import datasets, tabular
 from keras_ssl.backend import keras, tf
+from keras_ssl.tabular.preprocessing import input_name
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +98,10 @@ def test_a_saved_model_carries_the_preprocessing(adult, raw_batch, tmp_path):
     path = str(tmp_path / "saved")
     tf.saved_model.save(encoder, path, signatures={"serving_default": serve.get_concrete_function()})
     signature = tf.saved_model.load(path).signatures["serving_default"]
-    argument = {spec.name: key for key, spec in signature.structured_input_signature[1].items()}
-    served = signature(**{argument[c]: raw[c] for c in adult["prep"].columns})["embedding"]
+    # Arguments are named input_name(column): capital-gain -> capital_gain, as tf.function needs.
+    arguments = set(signature.structured_input_signature[1])
+    assert arguments == {input_name(c) for c in adult["prep"].columns}
+    served = signature(**{input_name(c): raw[c] for c in adult["prep"].columns})["embedding"]
     assert_close_to_scale(served.numpy(), encoder(raw).numpy(), what="SavedModel vs eager")
 
 
