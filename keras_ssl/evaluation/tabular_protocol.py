@@ -144,9 +144,10 @@ def probe(encoder, prep, labelled, test, seed: int = 0) -> Dict[str, float]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    scaler = StandardScaler().fit(_embeddings(encoder, labelled, prep))
+    train = _embeddings(encoder, labelled, prep)
+    scaler = StandardScaler().fit(train)
     model = LogisticRegression(max_iter=2000, random_state=seed)
-    model.fit(scaler.transform(_embeddings(encoder, labelled, prep)), _labels(labelled, prep))
+    model.fit(scaler.transform(train), _labels(labelled, prep))
     return _scores(model.predict_proba(scaler.transform(_embeddings(encoder, test, prep))),
                    _labels(test, prep))
 
