@@ -125,6 +125,17 @@ def trained_vision(tmp_path_factory, images):
     return out, done
 
 
+@pytest.fixture(scope="module")
+def trained_swav(tmp_path_factory, images):
+    """SwAV with 2 global 16 px and 2 local 8 px crops: the encoder takes any image size."""
+    out = tmp_path_factory.mktemp("swav_run") / "out"
+    args = [a if a != "simclr" else "swav" for a in VISION_ARGS]
+    done = cli("vision", "pretrain", "--images", images, "--output", out, *args, "--local-crops", "2",
+               "--prototypes", "10")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return out, done
+
+
 # --- usage ---------------------------------------------------------------------------------------
 
 
@@ -198,6 +209,9 @@ def test_input_errors_exit_1_with_one_line(tiny_model, tmp_path):
                                "--output", tmp_path / "used", "--resume"], "no backup", "without --resume"),
         "missing images": (["vision", "pretrain", "--method", "byol", "--images", tmp_path / "none",
                             "--output", tmp_path / "o"], "--images", "no such folder"),
+        "local crops too big": (["vision", "pretrain", "--method", "swav", "--images", tmp_path / "used",
+                                 "--output", tmp_path / "o", "--image-size", "16", "--local-size", "32"],
+                                "--local-size 32 is larger", "smaller"),
         "not a model": (["export", tmp_path / "used", tmp_path / "e"], "nothing to export", "config.json"),
         "export exists": (["export", tiny_model, tmp_path / "export"], "exists and is not empty",
                           "--overwrite"),
@@ -288,15 +302,47 @@ def test_vision_pretrain_saves_encoder_and_run(trained_vision):
     out, done = trained_vision
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "finished" and run["global_step"] == 8  # 32 images / 8 per batch x 2 epochs
-    assert run["encoder"] == {"file": "encoder.keras", "input_shape": [16, 16, 3], "features": 32}
+    assert run["encoder"] == {"file": "encoder.keras", "input_shape": [16, 16, 3], "features": 32,
+                              "serving_image_size": 16}
     assert np.isfinite(run["train"]["loss"]) and not (out / "backup").exists()
     assert_clean(done.stderr)
 
 
-def test_vision_export_and_serve_check(trained_vision, images, tmp_path):
+def test_swav_pretrains_an_any_size_encoder(trained_swav):
+    out, done = trained_swav
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "finished" and run["global_step"] == 8
+    assert run["encoder"]["input_shape"] == [None, None, 3] and run["encoder"]["serving_image_size"] == 16
+    assert 0.0 < run["train"]["cluster_entropy"] <= 1.0 and np.isfinite(run["train"]["loss"])
+    assert_clean(done.stderr)
+
+
+@pytest.mark.parametrize("method", ["nnclr", "dino", "autoencoder", "rotation"])
+def test_every_vision_method_builds_and_trains_from_its_arguments(method):
+    """The methods not run end to end below: built from parsed arguments, one step, metrics finite."""
+    from keras_ssl.backend import keras
+    from keras_ssl.cli.vision import MULTI_CROP, build_method
+
+    args = build_parser().parse_args(["vision", "pretrain", "--images", "x", "--output", "o", *VISION_ARGS,
+                                      "--queue-size", "32", "--out-dim", "32", "--local-crops", "2"])
+    args.method = method
+    model = build_method(args, channels=3, total_steps=4)
+    assert type(model).__name__.lower().startswith(method[:4])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    images = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    history = model.fit(images, batch_size=8, epochs=1, verbose=0).history
+    assert all(np.isfinite(v[-1]) for v in history.values()), history
+    size = None if method in MULTI_CROP else 16
+    assert model.encoder.inputs[0].shape[1:] == (size, size, 3)
+
+
+@pytest.mark.parametrize("run", ["trained_vision", "trained_swav"])
+def test_vision_export_and_serve_check(run, images, tmp_path, request):
+    """SimCLR's fixed-size encoder and SwAV's any-size one: served images are resized to the
+    trained --image-size (run.json), so the served embedding is the encoder's on the resized image."""
     from keras_ssl.backend import keras, tf
 
-    out, _ = trained_vision
+    out, _ = request.getfixturevalue(run)
     export = tmp_path / "export"
     done = cli("export", out, export)
     assert done.returncode == 0, done.stderr[-3000:]

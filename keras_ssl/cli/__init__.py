@@ -4,7 +4,7 @@ Commands, in the conventions of Hugging Face's ``run_mlm.py``::
 
     keras-ssl mlm train --model DIR --data FILES... --output DIR [--steps N | --epochs N] [--resume]
     keras-ssl mlm fill --model DIR "text with [MASK]" ...
-    keras-ssl vision pretrain --method simclr --images FOLDER --output DIR [--resume]
+    keras-ssl vision pretrain --method simclr|swav|dino|... --images FOLDER --output DIR [--resume]
     keras-ssl export MODEL_DIR EXPORT_DIR
     keras-ssl serve-check EXPORT_DIR INPUT...
 

@@ -8,6 +8,7 @@ embeddings). See :func:`keras_ssl.export_saved_model` for the signatures.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 from keras_ssl.cli.errors import UserError
@@ -29,6 +30,9 @@ def add_parser(commands, parent: argparse.ArgumentParser) -> None:
     export.add_argument("--top-k", type=positive_int, default=5, help="text: predictions per mask token")
     export.add_argument("--max-length", type=positive_int, default=None,
                         help="text: longest tokenized input (default: the model's limit, at most 512)")
+    export.add_argument("--image-size", type=positive_int, default=None,
+                        help="vision: the size served images are resized to (default: the encoder's input "
+                        "size, or for an any-size encoder (SwAV, DINO) the --image-size it was trained at)")
     export.set_defaults(check=check_export, run=run_export)
 
 
@@ -42,6 +46,18 @@ def model_kind(model_dir: str) -> str:
         return "text"
     raise UserError(f"MODEL_DIR {model_dir!r} has neither {ENCODER_FILE} (from `keras-ssl vision pretrain`) "
                     "nor config.json (from `keras-ssl mlm train` or save_pretrained): nothing to export.")
+
+
+def _trained_image_size(model_dir: str):
+    """The ``--image-size`` a ``vision pretrain`` run recorded in its run.json, if any."""
+    from keras_ssl.cli.runs import RUN_JSON
+
+    try:
+        with open(os.path.join(model_dir, RUN_JSON)) as f:
+            run = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return run.get("encoder", {}).get("serving_image_size") or run.get("args", {}).get("image_size")
 
 
 def check_export(args) -> None:
@@ -60,14 +76,15 @@ def run_export(args) -> int:
         from keras_ssl.backend import keras
 
         model = keras.models.load_model(os.path.join(args.model_dir, ENCODER_FILE), compile=False)
+        image_size = args.image_size or _trained_image_size(args.model_dir)
         what = "images uint8 [batch, H, W, C] -> embedding"
     else:
         from keras_ssl.text import MaskedLanguageModel
 
-        model = MaskedLanguageModel.from_pretrained(args.model_dir)
+        model, image_size = MaskedLanguageModel.from_pretrained(args.model_dir), None
         what = "text [batch] -> top-k tokens per mask, embedding"
     export_saved_model(model, args.export_dir, overwrite=args.overwrite, top_k=args.top_k,
-                       max_length=args.max_length)
+                       max_length=args.max_length, image_size=image_size)
     print(f"Exported {args.model_dir} to {args.export_dir} ({what}). Try: keras-ssl serve-check "
           f"{args.export_dir} INPUT...")
     return 0

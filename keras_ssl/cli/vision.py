@@ -2,9 +2,12 @@
 
 Images come from a folder (read recursively; subfolders ignored as labels) or a tensorflow-datasets
 name; the method's augmentation preset makes the views (BYOL: ``augment.byol``, MoCo:
-``augment.moco_v2``, the others: ``augment.simclr``). The trained encoder, a plain Keras model
-``images [batch, H, W, C] -> features [batch, D]``, is saved as ``OUTPUT/encoder.keras``, which
-``keras-ssl export`` turns into a SavedModel.
+``augment.moco_v2``, SwAV: ``augment.multi_crop``, DINO: ``augment.multi_crop.dino``, the
+autoencoder and RotNet: none (their own corruption / rotations), the others: ``augment.simclr``).
+The trained encoder, a plain Keras model ``images [batch, H, W, C] -> features [batch, D]``, is
+saved as ``OUTPUT/encoder.keras``, which ``keras-ssl export`` turns into a SavedModel. The
+multi-crop methods (SwAV, DINO) train an encoder that takes any image size; ``run.json`` records
+``--image-size``, the size the export serves.
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ import time
 
 from keras_ssl.cli import runs
 from keras_ssl.cli.errors import UserError
-from keras_ssl.cli.options import add_run_options, positive_int
+from keras_ssl.cli.options import add_run_options, non_negative_int, positive_int
 
-METHODS = ("simclr", "moco", "byol", "simsiam", "barlow_twins", "vicreg")
+METHODS = ("simclr", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "nnclr", "swav", "dino",
+           "autoencoder", "rotation")
+#: Methods whose views are multi-crop sets of two sizes: their encoder takes any image size.
+MULTI_CROP = ("swav", "dino")
 BACKBONES = ("small_cnn", "resnet18")
 ENCODER_FILE = "encoder.keras"
 
@@ -47,8 +53,16 @@ def add_parser(commands, parent: argparse.ArgumentParser) -> None:
     pretrain.add_argument("--hidden-dim", type=positive_int, default=2048,
                           help="width of the projection/prediction heads")
     pretrain.add_argument("--projection-dim", type=positive_int, default=128,
-                          help="output of the projection head (SimCLR, MoCo, BYOL)")
-    pretrain.add_argument("--queue-size", type=positive_int, default=4096, help="MoCo's queue of negatives")
+                          help="output of the projection head (SimCLR, MoCo, BYOL, NNCLR, SwAV; DINO's "
+                          "bottleneck)")
+    pretrain.add_argument("--queue-size", type=positive_int, default=4096,
+                          help="MoCo's queue of negatives; NNCLR's support set")
+    pretrain.add_argument("--local-crops", type=non_negative_int, default=4,
+                          help="SwAV/DINO: local crops per image (besides 2 global crops of --image-size)")
+    pretrain.add_argument("--local-size", type=positive_int, default=None,
+                          help="SwAV/DINO: side of the local crops (default: half of --image-size)")
+    pretrain.add_argument("--prototypes", type=positive_int, default=3000, help="SwAV: number of prototypes")
+    pretrain.add_argument("--out-dim", type=positive_int, default=65536, help="DINO: output dimension K")
     pretrain.set_defaults(check=check_pretrain, run=run_pretrain)
 
 
@@ -66,6 +80,11 @@ def image_source(images: str) -> str:
 
 def check_pretrain(args) -> None:
     image_source(args.images)
+    if args.method in MULTI_CROP:
+        local = args.local_size or max(args.image_size // 2, 1)
+        if local > args.image_size:
+            raise UserError(f"--local-size {local} is larger than the global crops (--image-size "
+                            f"{args.image_size}); local crops must be smaller.")
     runs.check_output(args, ENCODER_FILE)
 
 
@@ -75,7 +94,8 @@ def build_method(args, channels: int, total_steps: int):
     from keras_ssl.vision import backbones
     from keras_ssl.vision import heads as H
 
-    shape = (args.image_size, args.image_size, channels)
+    any_size = args.method in MULTI_CROP
+    shape = (None if any_size else args.image_size,) * 2 + (channels,)
     if args.backbone == "resnet18":
         encoder = backbones.resnet18_cifar(shape, width=args.width or 64)
     else:
@@ -88,7 +108,24 @@ def build_method(args, channels: int, total_steps: int):
     if args.method == "moco":
         return vision.MoCo(encoder, augment.moco_v2(size, seed=seed), queue_size=args.queue_size,
                            projection=H.moco_projection(hidden, out))
+    if any_size:
+        local = args.local_size or max(size // 2, 1)
+        crops = augment.multi_crop.dino if args.method == "dino" else augment.multi_crop
+        views = crops(global_size=size, local_size=local, num_local=args.local_crops, seed=seed)
+        if args.method == "swav":
+            return vision.SwAV(encoder, views, num_prototypes=args.prototypes,
+                               projection=H.simclr_projection(out, hidden))
+        return vision.DINO(encoder, views, head=H.dino_head(args.out_dim, hidden, out),
+                           total_steps=total_steps)
+    if args.method == "autoencoder":
+        return vision.Autoencoder(encoder, corruption="gaussian", seed=seed)
+    if args.method == "rotation":
+        return vision.RotationPrediction(encoder)
     views = augment.simclr(size, seed=seed)
+    if args.method == "nnclr":
+        return vision.NNCLR(encoder, views, queue_size=args.queue_size,
+                            projection=H.nnclr_projection(hidden, out),
+                            prediction=H.nnclr_prediction(hidden, out))
     if args.method == "simclr":
         return vision.SimCLR(encoder, views, projection=H.simclr_projection(out, hidden))
     if args.method == "simsiam":
@@ -142,7 +179,8 @@ def run_pretrain(args) -> int:
         "global_step": int(model.optimizer.iterations.numpy()), "total_steps": total,
         "resumed_from_step": runs.start_step(callbacks) if args.resume else None,
         "encoder": {"file": ENCODER_FILE, "input_shape": list(model.image_shape),
-                    "features": model.feature_dim}, **metrics}, started)
+                    "features": model.feature_dim, "serving_image_size": args.image_size},
+        **metrics}, started)
     summary = ", ".join(f"{k} {v:.4g}" for k, v in metrics["train"].items())
     print(f"Done: {total} steps; {summary}.")
     print(f"Saved the encoder to {path} (keras.models.load_model; export it with: keras-ssl export "
