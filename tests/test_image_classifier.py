@@ -175,6 +175,10 @@ def test_bad_labels_get_clear_errors(digits):
         clf.fit(tf.data.Dataset.from_tensor_slices((x, y.astype(np.float32))).batch(8), verbose=0)
     with pytest.raises(tf.errors.InvalidArgumentError, match="< num_classes=10"):  # checked in the graph
         clf.fit(tf.data.Dataset.from_tensor_slices((x, y + 5)).batch(8), verbose=0)
+    fresh = ImageClassifier(make_encoder(), 10)
+    fresh.compile("adam")
+    with pytest.raises(ValueError, match="got images without labels"):
+        fresh.fit(tf.data.Dataset.from_tensor_slices(x).batch(8), verbose=0)
 
 
 def test_labels_missing_a_class_warn_but_train(digits):

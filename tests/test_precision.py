@@ -17,19 +17,6 @@ MODES = ["mixed_float16", "mixed_bfloat16", "jit"]
 VISION = TINY_HEADS
 
 
-@pytest.fixture
-def policy(request):
-    """Set the global policy for the mode (float32 for ``jit``) and always restore float32."""
-    mode = request.param
-    keras.mixed_precision.set_global_policy("float32" if mode == "jit" else mode)
-    keras.backend.clear_session()
-    try:
-        yield mode
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-        keras.backend.clear_session()
-
-
 def _train(model, data, batch, mode, optimizer):
     model.compile(optimizer=optimizer, jit_compile=(mode == "jit"))
     if mode == "mixed_float16":  # tf_keras wraps the optimizer in compile under mixed_float16

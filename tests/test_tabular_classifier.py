@@ -179,8 +179,9 @@ def test_accepts_a_model_with_an_encoder_and_rejects_others(adult):
 def test_label_errors_are_clear():
     frame = pd.DataFrame({"x": np.arange(8, dtype=float), "c": list("abababab"),
                           "ids": [0, 1, 2, 3, 0, 1, 2, 3], "value": np.linspace(0, 1, 8)})
-    ids, prep = tabular.tabular_dataset(frame.drop(columns=["value"]), label="ids", batch_size=4)
-    classifier = tabular.TabularClassifier(tabular.mlp_encoder(prep, hidden_units=4, depth=1), num_classes=2)
+    ids, ids_prep = tabular.tabular_dataset(frame.drop(columns=["value"]), label="ids", batch_size=4)
+    classifier = tabular.TabularClassifier(tabular.mlp_encoder(ids_prep, hidden_units=4, depth=1),
+                                           num_classes=2)
     classifier.compile(optimizer="adam")
     with pytest.raises(tf.errors.InvalidArgumentError, match="num_classes=2"):
         classifier.fit(ids, epochs=1, verbose=0)
@@ -189,6 +190,10 @@ def test_label_errors_are_clear():
         classifier.fit(raw, frame["ids"].to_numpy(), epochs=1, verbose=0)
     with pytest.raises(ValueError, match="integer class ids"):
         classifier.fit(raw, frame["value"].to_numpy(), epochs=1, verbose=0)
+    unlabelled, _ = tabular.tabular_dataset(frame.drop(columns=["ids", "value"]), batch_size=4,
+                                            preprocessing=ids_prep)
+    with pytest.raises(ValueError, match="got no labels"):
+        classifier.fit(unlabelled, epochs=1, verbose=0)
     values, prep = tabular.tabular_dataset(frame.drop(columns=["ids"]), label="value", batch_size=4)
     regression = tabular.TabularClassifier(tabular.mlp_encoder(prep, hidden_units=4, depth=1), num_classes=2)
     regression.compile(optimizer="adam")

@@ -308,18 +308,6 @@ def test_two_replicas_match_one():
         assert r["corruption_step"] == [1, 1], r
 
 
-@pytest.fixture
-def policy(request):
-    mode = request.param
-    keras.mixed_precision.set_global_policy("float32" if mode == "jit" else mode)
-    keras.backend.clear_session()
-    try:
-        yield mode
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-        keras.backend.clear_session()
-
-
 # XLA compilation dominates on a busy 2-core CPU (~25 s a method): SCARF covers jit by default, VIME's
 # jit case (which passes) is marked slow, as for the vision methods (deselect with -m "not slow").
 PRECISION_CASES = [

@@ -212,18 +212,6 @@ def test_killed_run_resumes_bit_for_bit(trained, tmp_path):
     assert worst == 0.0  # measured: bit for bit
 
 
-@pytest.fixture
-def policy(request):
-    mode = request.param
-    keras.mixed_precision.set_global_policy("float32" if mode == "jit" else mode)
-    keras.backend.clear_session()
-    try:
-        yield mode
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-        keras.backend.clear_session()
-
-
 # XLA compilation dominates (~35-65 s on a busy 2-core CPU): marked slow like test_precision's jit cases.
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16",
                                     pytest.param("jit", marks=pytest.mark.slow)], indirect=True)

@@ -18,11 +18,11 @@ for ``tf.data``. Save with ``save_weights``/``load_weights`` into a classifier b
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from typing import Optional, Sequence
 
 from keras_ssl.backend import keras, tf
 from keras_ssl.tabular.encoders import TabularEncoder
-from keras_ssl.training.labels import check_labels
+from keras_ssl.training.labels import ClassIdLabelsMixin
 
 
 def _encoder_of(encoder) -> TabularEncoder:
@@ -36,7 +36,7 @@ def _encoder_of(encoder) -> TabularEncoder:
     return encoder
 
 
-class TabularClassifier(keras.Model):
+class TabularClassifier(ClassIdLabelsMixin, keras.Model):
     """Raw columns ``{name: [batch]}`` -> logits ``[batch, num_classes]`` on ``encoder``.
 
     Args:
@@ -51,8 +51,14 @@ class TabularClassifier(keras.Model):
         hidden_dim: width of the ``"mlp"`` head (default: the feature dimension).
 
     ``model(raw)`` returns float32 logits; ``predict`` returns probabilities ``[n, num_classes]``.
-    ``compile(optimizer)`` adds sparse categorical cross-entropy (from logits) and accuracy.
+    ``compile(optimizer)`` adds sparse categorical cross-entropy (from logits) and accuracy. Labels,
+    their checks and :meth:`fit_lp_ft`: :class:`~keras_ssl.training.labels.ClassIdLabelsMixin`.
     """
+
+    missing_labels_message = ("TabularClassifier trains on (features, labels) batches; got no labels. Build "
+                              "the dataset with tabular_dataset(..., label='column').")
+    label_dtype_hint = ("Float labels are a regression target, which TabularClassifier does not fit; map "
+                        "class names to ids (tabular_dataset does) or cast integers.")
 
     def __init__(self, encoder, num_classes: int, head: str = "linear", freeze_encoder: bool = False,
                  class_names: Optional[Sequence[str]] = None, dropout: float = 0.0,
@@ -106,65 +112,6 @@ class TabularClassifier(keras.Model):
         """Probabilities ``[batch, num_classes]``."""
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         return tf.nn.softmax(self(x, training=False), axis=-1)
-
-    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs) -> None:
-        """``compile(optimizer)``: sparse cross-entropy from logits and accuracy by default."""
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True) if loss is None else loss
-        if metrics is None:
-            metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-        object.__setattr__(self, "_compile_args", {"loss": loss, "metrics": metrics, **kwargs})
-        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
-
-    def _checked(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        if y is None:
-            raise ValueError("TabularClassifier trains on (features, labels) batches; got no labels. Build "
-                             "the dataset with tabular_dataset(..., label='column').")
-        y = tf.convert_to_tensor(y)
-        if not y.dtype.is_integer:
-            raise ValueError(f"Labels must be integer class ids 0..{self.num_classes - 1}; got dtype "
-                             f"{y.dtype.name}. Float labels are a regression target, which TabularClassifier "
-                             "does not fit; map class names to ids (tabular_dataset does) or cast integers.")
-        y = tf.cast(y, tf.int64)
-        too_large = f"Labels must be class ids < num_classes={self.num_classes}."
-        checks = [tf.debugging.assert_non_negative(y, message="Labels must be class ids >= 0."),
-                  tf.debugging.assert_less(y, tf.constant(self.num_classes, tf.int64), message=too_large)]
-        with tf.control_dependencies(checks):  # checked before the loss op sees them
-            y = tf.identity(y)
-        return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
-
-    def train_step(self, data):
-        return super().train_step(self._checked(data))
-
-    def test_step(self, data):
-        return super().test_step(self._checked(data))
-
-    def fit(self, x=None, y=None, *args, **kwargs):
-        if y is not None:
-            check_labels(y, self.num_classes)
-        return super().fit(x, y, *args, **kwargs)
-
-    def evaluate(self, x=None, y=None, *args, **kwargs):
-        if y is not None:
-            check_labels(y, self.num_classes)
-        return super().evaluate(x, y, *args, **kwargs)
-
-    def fit_lp_ft(self, x, y=None, *, probe_epochs: int = 10, finetune_epochs: int = 10,
-                  probe_learning_rate: float = 1e-2, finetune_learning_rate: float = 1e-4,
-                  **fit_kwargs) -> Dict[str, Any]:
-        """LP-FT: train the head on the frozen encoder, then everything at a smaller learning rate.
-
-        Adam at each rate; the last ``compile``'s loss and metrics are kept. Ends unfrozen and
-        compiled. Returns ``{"probe": History, "finetune": History}``.
-        """
-        compile_args = dict(getattr(self, "_compile_args", {}))
-        histories = {}
-        for phase, frozen, epochs, rate in (("probe", True, probe_epochs, probe_learning_rate),
-                                            ("finetune", False, finetune_epochs, finetune_learning_rate)):
-            self.set_encoder_frozen(frozen)
-            self.compile(optimizer=keras.optimizers.Adam(rate), **compile_args)
-            histories[phase] = self.fit(x, y, epochs=epochs, **fit_kwargs) if epochs else None
-        return histories
 
     def get_config(self) -> dict:
         return {"num_classes": self.num_classes, "class_names": self.class_names}

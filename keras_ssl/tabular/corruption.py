@@ -73,26 +73,25 @@ def _rows_and_pool(features: Features, row_ids, pool) -> Tuple[tf.Tensor, Featur
     return tf.cast(row_ids, tf.int32), pool, pool_size
 
 
-def _take(pool: Features, donor_rows: tf.Tensor, mn: int) -> Features:
-    """``pool`` values at ``donor_rows`` ``int32 [B, M]`` (feature ``j`` from row ``donor_rows[:, j]``)."""
-    numeric_rows, categorical_rows = donor_rows[:, :mn], donor_rows[:, mn:]
+def _replace_from_donors(features: Features, pool: Features, donors: tf.Tensor, mask: tf.Tensor) -> Features:
+    """``features`` with each masked cell taken from its donor row of ``pool``.
+
+    ``donors`` and ``mask`` are ``[B, M]`` (``int32`` pool rows, ``bool``): feature ``j`` of row ``i``
+    becomes ``pool[donors[i, j], j]`` where ``mask[i, j]``; a numeric feature's value and missing flag
+    move together.
+    """
+    mn = int(features["numeric"].shape[-1])
+    numeric_rows, categorical_rows = donors[:, :mn], donors[:, mn:]
     columns_n = tf.broadcast_to(tf.range(mn)[None, :], tf.shape(numeric_rows))
     columns_c = tf.broadcast_to(tf.range(tf.shape(categorical_rows)[1])[None, :], tf.shape(categorical_rows))
     at_n = tf.stack([numeric_rows, columns_n], axis=-1)
     at_c = tf.stack([categorical_rows, columns_c], axis=-1)
-    return {
-        "numeric": tf.gather_nd(pool["numeric"], at_n),
-        "missing": tf.gather_nd(pool["missing"], at_n),
-        "categorical": tf.gather_nd(pool["categorical"], at_c),
-    }
-
-
-def _blend(features: Features, replacement: Features, mask: tf.Tensor, mn: int) -> Features:
     numeric_mask, categorical_mask = mask[:, :mn], mask[:, mn:]
     return {
-        "numeric": tf.where(numeric_mask, replacement["numeric"], features["numeric"]),
-        "missing": tf.where(numeric_mask, replacement["missing"], features["missing"]),
-        "categorical": tf.where(categorical_mask, replacement["categorical"], features["categorical"]),
+        "numeric": tf.where(numeric_mask, tf.gather_nd(pool["numeric"], at_n), features["numeric"]),
+        "missing": tf.where(numeric_mask, tf.gather_nd(pool["missing"], at_n), features["missing"]),
+        "categorical": tf.where(categorical_mask, tf.gather_nd(pool["categorical"], at_c),
+                                features["categorical"]),
     }
 
 
@@ -121,7 +120,6 @@ def scarf_corruption(
     """
     features = check_features(features)
     m = num_features(features)
-    mn = int(features["numeric"].shape[-1])
     rate = float(rate)
     if not 0.0 < rate <= 1.0:
         raise ValueError(f"corruption_rate must be in (0, 1], got {rate}.")
@@ -143,7 +141,7 @@ def scarf_corruption(
     offset = tf.cast(tf.floor(cr.uniform(seed, _SCARF_DONOR, step, keys, index) * others), tf.int32)
     offset = tf.minimum(offset, pool_size - 2)
     donors = tf.math.floormod(row_ids[:, None] + 1 + offset, pool_size)
-    corrupted = _blend(features, _take(pool, donors, mn), mask, mn)
+    corrupted = _replace_from_donors(features, pool, donors, mask)
     return corrupted, mask
 
 
@@ -169,7 +167,6 @@ def vime_corruption(
     """
     features = check_features(features)
     m = num_features(features)
-    mn = int(features["numeric"].shape[-1])
     p_m = float(p_m)
     if not 0.0 < p_m < 1.0:
         raise ValueError(f"p_m must be in (0, 1), got {p_m}.")
@@ -180,7 +177,7 @@ def vime_corruption(
     all_rows = cr.to_u32(tf.range(pool_size))[:, None]
     permutations = tf.argsort(cr.uniform(seed, _VIME_PERMUTE, step, all_rows, index), axis=0, stable=True)
     donors = tf.gather(permutations, row_ids)  # [B, M]
-    corrupted = _blend(features, _take(pool, donors, mn), mask, mn)
+    corrupted = _replace_from_donors(features, pool, donors, mask)
     changed_numeric = tf.not_equal(corrupted["numeric"], features["numeric"]) | tf.not_equal(
         corrupted["missing"], features["missing"])
     changed_categorical = tf.not_equal(corrupted["categorical"], features["categorical"])

@@ -31,11 +31,11 @@ trains at ``lr * d ** k``, ``k`` its distance from the top
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from keras_ssl.backend import keras, tf
 from keras_ssl.optimizers import scale_learning_rates
-from keras_ssl.training.labels import check_labels
+from keras_ssl.training.labels import ClassIdLabelsMixin
 from keras_ssl.vision.base import as_float_images
 
 _BLOCK = re.compile(r"layer_\._(\d+)/")  # a Hugging Face transformer block (ViT, ViT-MAE, BERT)
@@ -61,7 +61,7 @@ def _encoder_of(encoder) -> keras.Model:
     return encoder
 
 
-class ImageClassifier(keras.Model):
+class ImageClassifier(ClassIdLabelsMixin, keras.Model):
     """A classifier ``images [batch, H, W, C] -> logits [batch, num_classes]`` on ``encoder``.
 
     Args:
@@ -80,8 +80,12 @@ class ImageClassifier(keras.Model):
     ``model(images)`` returns float32 logits; ``predict`` returns probabilities
     ``[n, num_classes]``. Images are uint8 in ``[0, 255]`` or float in ``[0, 1]``, at the encoder's
     input size. ``compile(optimizer)`` adds sparse categorical cross-entropy (from logits) and
-    accuracy; a custom ``loss`` receives the logits.
+    accuracy; a custom ``loss`` receives the logits. Labels, their checks and :meth:`fit_lp_ft`:
+    :class:`~keras_ssl.training.labels.ClassIdLabelsMixin` (batch norm stays frozen through LP-FT with
+    ``freeze_batchnorm``).
     """
+
+    missing_labels_message = "ImageClassifier trains on (images, labels) batches; got images without labels."
 
     def __init__(self, encoder, num_classes: int, head: str = "linear", freeze_encoder: bool = False,
                  freeze_batchnorm: bool = False, dropout: float = 0.0, hidden_dim: Optional[int] = None,
@@ -169,12 +173,8 @@ class ImageClassifier(keras.Model):
 
     # --- training --------------------------------------------------------------------------
     def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs) -> None:
-        """``compile(optimizer)``: loss and accuracy default to sparse cross-entropy (logits) and accuracy."""
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True) if loss is None else loss
-        if metrics is None:
-            metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-        # kept for fit_lp_ft; object.__setattr__ keeps Keras from tracking the metrics a second time
-        object.__setattr__(self, "_compile_args", {"loss": loss, "metrics": metrics, **kwargs})
+        """``compile(optimizer)``: loss and metrics default to sparse cross-entropy (logits) and accuracy;
+        with ``layerwise_lr_decay`` (and the encoder unfrozen) the optimizer's rates are scaled per layer."""
         optimizer = keras.optimizers.get(optimizer)
         if self.layerwise_lr_decay is not None and not self.encoder_frozen:
             optimizer = scale_learning_rates(optimizer, self.layerwise_multipliers(self.layerwise_lr_decay))
@@ -210,58 +210,6 @@ class ImageClassifier(keras.Model):
         for i, layer in enumerate(weighted):
             out.extend((v, float(decay) ** (len(weighted) - 1 - i)) for v in layer.trainable_weights)
         return out
-
-    def _checked(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        if y is None:
-            raise ValueError("ImageClassifier trains on (images, labels) batches; got images without labels.")
-        y = tf.convert_to_tensor(y) if not isinstance(y, tf.Tensor) else y
-        if not y.dtype.is_integer:
-            raise ValueError(f"Labels must be integer class ids 0..{self.num_classes - 1}; got dtype "
-                             f"{y.dtype.name}. Cast them (tf.cast(y, tf.int64)) or map names to ids.")
-        y = tf.cast(y, tf.int64)
-        tf.debugging.assert_non_negative(y, message="Labels must be class ids >= 0.")
-        tf.debugging.assert_less(y, tf.constant(self.num_classes, tf.int64),
-                                 message=f"Labels must be class ids < num_classes={self.num_classes}.")
-        return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
-
-    def train_step(self, data):
-        return super().train_step(self._checked(data))
-
-    def test_step(self, data):
-        return super().test_step(self._checked(data))
-
-    def fit(self, x=None, y=None, *args, **kwargs):
-        if y is not None:
-            check_labels(y, self.num_classes)
-        return super().fit(x, y, *args, **kwargs)
-
-    def evaluate(self, x=None, y=None, *args, **kwargs):
-        if y is not None:
-            check_labels(y, self.num_classes)
-        return super().evaluate(x, y, *args, **kwargs)
-
-    def fit_lp_ft(self, x, y=None, *, probe_epochs: int = 10, finetune_epochs: int = 10,
-                  probe_learning_rate: float = 1e-2, finetune_learning_rate: float = 1e-4,
-                  probe_optimizer=None, finetune_optimizer=None, **fit_kwargs) -> Dict[str, Any]:
-        """LP-FT: train the head on the frozen encoder, then everything at a smaller learning rate.
-
-        ``x``/``y`` and ``fit_kwargs`` (``batch_size``, ``validation_data``, ``callbacks``, ...) go to
-        both ``fit`` calls. The optimizers default to Adam at ``probe_learning_rate`` and
-        ``finetune_learning_rate``. The loss and metrics of the last ``compile`` (or the defaults)
-        are kept. Afterwards the encoder is unfrozen (batch norm stays frozen with
-        ``freeze_batchnorm``) and the model is compiled for further fine-tuning.
-        Returns ``{"probe": History, "finetune": History}``.
-        """
-        compile_args = dict(getattr(self, "_compile_args", {}))
-        histories = {}
-        for phase, frozen, epochs, optimizer, rate in (
-                ("probe", True, probe_epochs, probe_optimizer, probe_learning_rate),
-                ("finetune", False, finetune_epochs, finetune_optimizer, finetune_learning_rate)):
-            self.set_encoder_frozen(frozen)
-            self.compile(optimizer=optimizer or keras.optimizers.Adam(rate), **compile_args)
-            histories[phase] = self.fit(x, y, epochs=epochs, **fit_kwargs) if epochs else None
-        return histories
 
     def get_config(self) -> dict:
         return {"num_classes": self.num_classes, "class_names": self.class_names,

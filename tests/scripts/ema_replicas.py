@@ -8,20 +8,18 @@ are relative to the largest expected value (exact copies must match exactly).
 import json
 
 import numpy as np
+from _devices import two_cpu_devices
 
 from keras_ssl.backend import keras, tf
 
-tf.config.set_logical_device_configuration(
-    tf.config.list_physical_devices("CPU")[0],
-    [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()],
-)
+DEVICES = two_cpu_devices()
 
 from keras_ssl.training import SSLModel, replica_gather  # noqa: E402
 from keras_ssl.vision.ema import copy_weights, cosine_momentum, ema_update  # noqa: E402
 from keras_ssl.vision.heads import MLPHead  # noqa: E402
 from keras_ssl.vision.queue import MemoryQueue  # noqa: E402
 
-strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+strategy = tf.distribute.MirroredStrategy(DEVICES)
 result = {"replicas": strategy.num_replicas_in_sync}
 
 

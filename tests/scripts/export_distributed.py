@@ -9,23 +9,20 @@ import os
 import sys
 
 import numpy as np
+from _devices import two_cpu_devices
 
 from keras_ssl.backend import keras, tf
 
-tf.config.set_logical_device_configuration(
-    tf.config.list_physical_devices("CPU")[0],
-    [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()],
-)
+DEVICES = two_cpu_devices()
+
+from tiny_vision import TINY_HEADS  # noqa: E402
 
 from keras_ssl import vision  # noqa: E402
 from keras_ssl.export import export_saved_model  # noqa: E402
 from keras_ssl.vision.backbones import small_cnn  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tiny_vision import TINY_HEADS  # noqa: E402
-
 out_dir = sys.argv[1]
-strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+strategy = tf.distribute.MirroredStrategy(DEVICES)
 assert strategy.num_replicas_in_sync == 2
 rng = np.random.default_rng(0)
 with strategy.scope():

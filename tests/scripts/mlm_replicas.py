@@ -4,24 +4,19 @@ Run as a subprocess: the two logical CPU devices must be configured before Tenso
 """
 
 import json
-import os
 import sys
 
 import numpy as np
+from _devices import two_cpu_devices
 
 from keras_ssl.backend import keras, tf
 
-tf.config.set_logical_device_configuration(
-    tf.config.list_physical_devices("CPU")[0],
-    [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()],
-)
+DEVICES = two_cpu_devices()
 
+from numerics import relative_step_difference  # noqa: E402
 from transformers import AutoConfig, AutoTokenizer, TFAutoModelForMaskedLM  # noqa: E402
 
 from keras_ssl.text import MaskedLanguageModel, TokenMasker  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from numerics import relative_step_difference  # noqa: E402
 
 tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])
 optimizer_name = sys.argv[2] if len(sys.argv) > 2 else "sgd"
@@ -56,7 +51,7 @@ def run(strategy, weights=None):
 
 
 start, single_weights, single = run(tf.distribute.get_strategy())
-mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+mirrored = tf.distribute.MirroredStrategy(DEVICES)
 _, multi_weights, multi = run(mirrored, start)
 # With SGD(lr=1) the weight change is the gradient itself.
 grad_diff = max(float(np.max(np.abs((s0 - a) - (s0 - b))))

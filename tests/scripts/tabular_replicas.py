@@ -7,23 +7,19 @@ corrupted rows. Run as a subprocess: the two logical CPU devices must exist befo
 """
 
 import json
-import os
 import sys
 
 import numpy as np
+from _devices import two_cpu_devices
 
 from keras_ssl.backend import keras, tf
 
-tf.config.set_logical_device_configuration(
-    tf.config.list_physical_devices("CPU")[0],
-    [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()],
-)
+DEVICES = two_cpu_devices()
 
-from keras_ssl import tabular  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from numerics import relative_step_difference  # noqa: E402
 from test_tabular_methods import table, tiny_encoder  # noqa: E402
+
+from keras_ssl import tabular  # noqa: E402
 
 
 def run(name, strategy, start=None):
@@ -43,7 +39,7 @@ def run(name, strategy, start=None):
     return before, model.get_weights(), history, moved, int(model.corruption_step.numpy())
 
 
-mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+mirrored = tf.distribute.MirroredStrategy(DEVICES)
 for name in sys.argv[1:] or ("SCARF", "VIME"):
     start, single_after, single, moved, single_step = run(name, tf.distribute.get_strategy())
     _, multi_after, multi, _, multi_step = run(name, mirrored, start)

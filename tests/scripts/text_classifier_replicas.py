@@ -10,13 +10,11 @@ import json
 import sys
 
 import numpy as np
+from _devices import two_cpu_devices
 
 from keras_ssl.backend import keras, tf
 
-tf.config.set_logical_device_configuration(
-    tf.config.list_physical_devices("CPU")[0],
-    [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()],
-)
+DEVICES = two_cpu_devices()
 
 from transformers import (  # noqa: E402
     AutoConfig,
@@ -61,7 +59,7 @@ def run(pooling, strategy, weights=None):
     return start, [v.numpy() for v in clf.trainable_variables], history
 
 
-mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])  # one per process: collective keys
+mirrored = tf.distribute.MirroredStrategy(DEVICES)  # one per process: collective keys
 for pooling in sys.argv[2:] or ["mean"]:
     start, single_weights, single = run(pooling, tf.distribute.get_strategy())
     _, multi_weights, multi = run(pooling, mirrored, start)

@@ -8,24 +8,20 @@ a subprocess: the two logical CPU devices must be configured before TensorFlow s
 """
 
 import json
-import os
 import sys
 
 import numpy as np
+from _devices import two_cpu_devices
 
 from keras_ssl.backend import keras, tf
 
-tf.config.set_logical_device_configuration(
-    tf.config.list_physical_devices("CPU")[0],
-    [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()],
-)
+DEVICES = two_cpu_devices()
+
+from numerics import relative_step_difference  # noqa: E402
+from tiny_vision import TINY_HEADS, tiny_images, tiny_mae  # noqa: E402
 
 from keras_ssl import vision  # noqa: E402
 from keras_ssl.vision.backbones import small_cnn  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from numerics import relative_step_difference  # noqa: E402
-from tiny_vision import TINY_HEADS, tiny_images, tiny_mae  # noqa: E402
 
 
 def user_head(synchronized: bool):
@@ -63,7 +59,7 @@ def run(name, strategy, start=None):
     return before, model.get_weights(), history
 
 
-mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+mirrored = tf.distribute.MirroredStrategy(DEVICES)
 for name in sys.argv[1:] or SPECS:
     start, single_after, single = run(name, tf.distribute.get_strategy())
     _, multi_after, multi = run(name, mirrored, start)
