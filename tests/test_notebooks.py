@@ -74,6 +74,16 @@ EXPECTED_OUTPUT = {
         "served process imported: []",
         "served probabilities match: True",
     ],
+    "vision_multicrop_swav.ipynb": [
+        "epochs=2 batch=8 steps=4",  # the overrides reached the kernel
+        "grid (128, 224, 3) uint8",  # render_views of a multi-crop set
+        "rebuilt from its config, identical views: True",
+        "epoch  2: loss",  # per-epoch loss / cluster entropy printed
+        "purity: SwAV prototypes",
+        "purity: k-means",
+        "CollapseWarning: SwAV: cluster_entropy",
+        "stopped at epoch ",  # HealthMonitor stopped the broken run
+    ],
     "vision_digits.ipynb": [
         "epochs=2 batch=8 method=simclr",  # the overrides reached the kernel
         "grid (192, 160, 3) uint8",  # render_views ran

@@ -5,7 +5,8 @@ preset's scale ranges (the crops a view samples are the crops it shows), the sam
 under XLA, on one replica and on two, and counters that a checkpoint restores. The base: multi-view
 methods get every view (a MultiCrop's, or two of a plain augmentation), one encoder call per
 resolution, every view's batch size checked, and clear errors for two-view methods given a MultiCrop
-and for encoders with a fixed input size.
+and for encoders with a fixed input size. The config: ``get_config``/``from_config`` rebuild the same views
+(presets and pipelines of augment ops, shared pipelines kept shared) and refuse what they cannot describe.
 """
 
 from __future__ import annotations
@@ -281,3 +282,93 @@ def test_fixed_size_encoder_is_refused_with_the_fix():
     model = _AllViews(fixed, augment=None)  # the same size everywhere is fine...
     with pytest.raises(ValueError, match="takes 32x32 images but gets 16x16"):  # ...until a view is not
         model.encode_views([tf.zeros((2, 32, 32, 1)), tf.zeros((2, 16, 16, 1))], training=False)
+
+
+# --------------------------------------------------------------------------------------------
+# get_config / from_config
+
+
+def _shared_pipelines():
+    """One pipeline object shared by both globals, another by the three locals (the single-callable form)."""
+    return A.MultiCrop(A.Compose([A.RandomResizedCrop(16, seed=1), A.RandomStroke(0.3, seed=2)]),
+                       A.RandomResizedCrop(8, seed=3), num_global=2, num_local=3)
+
+
+CONFIG_CASES = {
+    "swav": lambda: A.multi_crop(16, 8, num_local=2, seed=3),
+    "dino_unseeded": lambda: A.multi_crop.dino(16, 8, num_local=2),
+    "dino_by_preset": lambda: A.multi_crop(16, 8, num_local=1, preset="dino", seed=4),
+    "digits_pipelines": lambda: A.MultiCrop([A.digits(16, seed=i) for i in range(2)],
+                                            [A.digits(8, scale=(0.2, 0.5), max_shift=2, seed=2)],
+                                            num_global=2, num_local=1),
+    "shared": _shared_pipelines,
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_CASES))
+def test_config_rebuilds_the_same_views(case, tmp_path):
+    """A MultiCrop rebuilt from its JSON'd config, with the original's counters restored from a checkpoint,
+    draws exactly the original's next views; the config round-trips unchanged."""
+    x = rand_images(3, 16)
+    mc = CONFIG_CASES[case]()
+    config = mc.get_config()
+    if case in ("swav", "dino_unseeded", "dino_by_preset"):  # the factory's arguments, with a concrete seed
+        assert config["preset"] == ("swav" if case == "swav" else "dino") and isinstance(config["seed"], int)
+    else:
+        assert "preset" not in config and config["global_ops"]
+    mc(x)  # move the counters on, then save them
+    path = tf.train.Checkpoint(augment=mc).write(str(tmp_path / "ckpt"))
+    rebuilt = A.MultiCrop.from_config(json.loads(json.dumps(config)))
+    assert rebuilt.get_config() == config and repr(rebuilt) == repr(mc)
+    rebuilt.build_state()
+    tf.train.Checkpoint(augment=rebuilt).read(path).assert_consumed()
+    expected, got = mc(x), rebuilt(x)
+    assert len(got) == mc.num_views
+    for a, b in zip(expected, got):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    fresh = A.MultiCrop.from_config(config)(x)  # counters at zero: other draws (the restore mattered)
+    assert max(float(np.abs(a.numpy() - b.numpy()).max()) for a, b in zip(expected, fresh)) > 1e-3
+
+
+def test_config_keeps_shared_pipelines_shared():
+    rebuilt = A.MultiCrop.from_config(json.loads(json.dumps(_shared_pipelines().get_config())))
+    assert rebuilt.global_views[0] is rebuilt.global_views[1]
+    assert all(view is rebuilt.local_views[0] for view in rebuilt.local_views)
+    views = rebuilt(rand_images(2, 16))  # one object, a fresh step per call: the views of a kind differ
+    assert np.abs(views[0].numpy() - views[1].numpy()).max() > 1e-3
+
+
+def test_config_of_an_edited_preset_describes_its_pipelines():
+    mc = A.multi_crop(16, 8, num_local=1, seed=0)
+    mc.local_views[0].ops.pop()  # drop the local crop's grayscale: the factory no longer describes it
+    config = mc.get_config()
+    assert "preset" not in config and len(config["local_ops"][0]["config"]["ops"]) == 3
+    x = rand_images(2, 16)
+    for a, b in zip(mc(x), A.MultiCrop.from_config(config)(x)):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_config_errors_name_the_problem():
+    class MyFlip(A.RandomFlip):
+        pass
+
+    x_only = A.MultiCrop(A.RandomResizedCrop(16, seed=0), lambda images, training=True: images, 1, 1)
+    with pytest.raises(TypeError, match=r"cannot describe local_ops.*not a keras_ssl.augment op.*override"):
+        x_only.get_config()
+    nested = A.MultiCrop([A.Compose([A.RandomResizedCrop(16, seed=0), MyFlip(seed=1)])], None, 1, 0)
+    with pytest.raises(TypeError, match=r"global_ops.*MyFlip"):
+        nested.get_config()
+    crop = A.RandomResizedCrop(16, seed=0)
+    partly = A.MultiCrop([A.Compose([crop]), A.Compose([crop, A.RandomFlip(seed=1)])], None, 2, 0)
+    with pytest.raises(ValueError, match=r"by global_ops\[0\] \(op 0\) and global_ops\[1\] .*own pipeline"):
+        partly.get_config()
+    twice = A.RandomFlip(seed=2)  # rebuilt as two ops of one seed, the same flips: not the original's
+    with pytest.raises(ValueError, match=r"shared by global_ops\[0\] \(op 0\) and global_ops\[0\] \(op 1\)"):
+        A.MultiCrop([A.Compose([twice, twice])], None, 1, 0).get_config()
+    with pytest.raises(ValueError, match="preset must be 'swav' or 'dino'"):
+        A.MultiCrop.from_config({**A.multi_crop(seed=0).get_config(), "preset": "byol"})
+    with pytest.raises(ValueError, match=r"global_ops\[0\] must be \{'class_name'"):
+        A.MultiCrop.from_config({"global_ops": [{"class_name": "Lambda", "config": {}}], "local_ops": None,
+                                 "num_global": 1, "num_local": 0})
+    with pytest.raises(TypeError, match="takes the dict of MultiCrop.get_config"):
+        A.MultiCrop.from_config("swav")
