@@ -5,6 +5,7 @@ from keras_ssl.evaluation.digits_protocol import (
     DIGITS_RECIPES,
     build_digits_method,
     digits_encoder,
+    digits_multi_crop,
     digits_report,
     pretrain_on_digits,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "KNNMonitor",
     "build_digits_method",
     "digits_encoder",
+    "digits_multi_crop",
     "digits_report",
     "effective_rank",
     "embedding_std",
