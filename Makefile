@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench figures
+.PHONY: setup demo test lint bench bench-gpu figures
 
 setup: $(VENV)/.installed
 
@@ -37,6 +37,11 @@ bench: setup
 	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python benchmarks/mlm_throughput.py
 	$(BIN)/python benchmarks/vision_throughput.py
+
+# On a machine with a GPU: the whole prepared GPU run (< 8 min), one table and a JSON in benchmarks/results/.
+bench-gpu: setup
+	$(BIN)/pip install -q -e ".[bench]"
+	PYTHON=$(BIN)/python bash benchmarks/gpu.sh
 
 figures: setup
 	# docs/img/*.png; the fill-mask picture reads what `make demo` wrote

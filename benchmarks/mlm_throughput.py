@@ -36,6 +36,13 @@ How to run
     .venv/bin/python benchmarks/mlm_throughput.py --quick    # ~1-2 minute smoke run
     .venv/bin/python benchmarks/mlm_throughput.py --paths hf ours
 
+Precision and XLA for every path alike: ``--precision mixed_bfloat16`` (or ``mixed_float16``: Keras then
+wraps the optimizer in its loss-scale optimizer) sets the Keras global policy in each path's process
+before the model is built; ``--jit`` compiles every path's step with XLA (``ours`` then computes full
+logits, as ``ours_xla`` does). Defaults (float32, no ``--jit``) are the measurements below.
+``benchmarks/gpu.py`` runs this script's paths on a GPU; ``--tiny`` (a one-layer BERT of width 32 with
+MiniLM's tokenizer) is its dry-run model.
+
 The table is printed and the results (with machine info) are written to
 ``benchmarks/results/mlm_throughput.json``. Timings on a shared CPU are noisy; compare the ratios
 within one run. Needs the ``bench`` extra (``datasets``) for the ``hf`` path.
@@ -55,6 +62,7 @@ import time
 from importlib import metadata
 
 PATHS = ("hf", "ours", "ours_full_logits", "ours_xla")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 TARGET_SPEEDUP = 1.5
 LEARNING_RATE = 5e-5
 SEED = 0
@@ -119,15 +127,35 @@ def _timed_fit(model, dataset, args) -> dict:
     return {"warmup_s": warmup_s, "seconds": seconds, "losses": timer.losses[args.steps - 1::args.steps]}
 
 
+def load_hf_model(args):
+    """MiniLM with a fresh MLM head, or (``--tiny``) a one-layer BERT of width 32 on MiniLM's vocabulary."""
+    from transformers import AutoConfig, TFAutoModelForMaskedLM
+
+    if not args.tiny:
+        return TFAutoModelForMaskedLM.from_pretrained(model_path())
+    config = AutoConfig.from_pretrained(model_path())
+    config.update(dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
+    model = TFAutoModelForMaskedLM.from_config(config)
+    model(model.dummy_inputs, training=False)
+    return model
+
+
+def model_dims(model) -> dict:
+    """The sizes the FLOP count needs (``benchmarks/gpu.py``: ``bert_mlm_train_flops``)."""
+    config = model.config
+    return {"layers": int(config.num_hidden_layers), "hidden": int(config.hidden_size),
+            "intermediate": int(config.intermediate_size), "vocab": int(config.vocab_size)}
+
+
 def run_hf(blocks, tokenizer, args):
     import datasets
-    from transformers import DataCollatorForLanguageModeling, TFAutoModelForMaskedLM
+    from transformers import DataCollatorForLanguageModeling
 
     from keras_ssl.backend import keras
     from keras_ssl.optimizers import adamw
 
     keras.utils.set_random_seed(SEED)
-    model = TFAutoModelForMaskedLM.from_pretrained(model_path())
+    model = load_hf_model(args)
     hf_dataset = datasets.Dataset.from_dict(
         {"input_ids": blocks, "attention_mask": [[1] * len(b) for b in blocks]}
     )
@@ -135,8 +163,8 @@ def run_hf(blocks, tokenizer, args):
     dataset = model.prepare_tf_dataset(
         hf_dataset, collate_fn=collator, batch_size=args.batch_size, shuffle=True
     ).repeat()
-    model.compile(optimizer=adamw(LEARNING_RATE))
-    return _timed_fit(model, dataset, args)
+    model.compile(optimizer=adamw(LEARNING_RATE), jit_compile=args.jit)
+    return {**_timed_fit(model, dataset, args), "model_dims": model_dims(model)}
 
 
 def run_ours(blocks, tokenizer, args, gather_logits=True, jit_compile=False):
@@ -144,10 +172,13 @@ def run_ours(blocks, tokenizer, args, gather_logits=True, jit_compile=False):
 
     from keras_ssl.backend import keras, tf
     from keras_ssl.optimizers import adamw
-    from keras_ssl.text.model import MaskedLanguageModel
+    from keras_ssl.text.model import MaskedLanguageModel, TokenMasker
 
     keras.utils.set_random_seed(SEED)
-    model = MaskedLanguageModel.from_pretrained(model_path(), tokenizer=tokenizer, seed=SEED)
+    if args.tiny:
+        model = MaskedLanguageModel(load_hf_model(args), tokenizer, masker=TokenMasker(tokenizer, seed=SEED))
+    else:
+        model = MaskedLanguageModel.from_pretrained(model_path(), tokenizer=tokenizer, seed=SEED)
     model.gather_logits = gather_logits
     ids = np.asarray(blocks, dtype=np.int32)
     dataset = (
@@ -157,8 +188,8 @@ def run_ours(blocks, tokenizer, args, gather_logits=True, jit_compile=False):
         .batch(args.batch_size, drop_remainder=True)
         .prefetch(tf.data.AUTOTUNE)
     )
-    model.compile(optimizer=adamw(LEARNING_RATE), jit_compile=jit_compile)
-    return _timed_fit(model, dataset, args)
+    model.compile(optimizer=adamw(LEARNING_RATE), jit_compile=jit_compile or args.jit)
+    return {**_timed_fit(model, dataset, args), "model_dims": model_dims(model.hf_model)}
 
 
 RUNNERS = {
@@ -175,8 +206,9 @@ def measure(path: str, args) -> dict:
     from transformers import AutoTokenizer, TFAutoModelForMaskedLM  # noqa: F401
 
     import keras_ssl.text.model  # noqa: F401
-    from keras_ssl.backend import tf
+    from keras_ssl.backend import keras, tf
 
+    keras.mixed_precision.set_global_policy(args.precision)  # before any model is built
     tokenizer = AutoTokenizer.from_pretrained(model_path())
     blocks = pack_blocks(tokenizer, args.seq_len)
     baseline = _rss_mb()
@@ -186,6 +218,10 @@ def measure(path: str, args) -> dict:
     peak = _peak_rss_mb()
     return {
         "path": path,
+        "precision": args.precision,
+        "jit": args.jit,
+        "batch_size": args.batch_size,
+        "seq_len": args.seq_len,
         "tokens_per_s": tokens / median_s,
         "median_s": median_s,
         **run,
@@ -232,7 +268,8 @@ def child_command(path: str, args) -> list:
     return [
         sys.executable, os.path.abspath(__file__), "--only", path, "--json",
         "--seq-len", str(args.seq_len), "--batch-size", str(args.batch_size), "--steps", str(args.steps),
-        "--repeats", str(args.repeats), "--warmup", str(args.warmup),
+        "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--precision", args.precision,
+        *(["--jit"] if args.jit else []), *(["--tiny"] if args.tiny else []),
     ]
 
 
@@ -294,6 +331,10 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (tracing)")
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="Keras global policy of every path (mixed_float16 adds loss scaling)")
+    parser.add_argument("--jit", action="store_true", help="compile every path's step with XLA")
+    parser.add_argument("--tiny", action="store_true", help="a one-layer BERT of width 32 (dry runs)")
     parser.add_argument("--quick", action="store_true", help="smoke run: seq 64, batch 8, 2 steps, 1 repeat")
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help="where to write the JSON results")
     parser.add_argument("--only", choices=PATHS, help=argparse.SUPPRESS)  # internal: one path, here
@@ -315,11 +356,13 @@ def main(argv=None) -> int:
         print(json.dumps(result) if args.json else result, flush=True)
         return 0
 
-    config = {k: getattr(args, k) for k in ("seq_len", "batch_size", "steps", "repeats", "warmup", "quick")}
+    config = {k: getattr(args, k) for k in ("seq_len", "batch_size", "steps", "repeats", "warmup", "quick",
+                                            "precision", "jit", "tiny")}
     config["learning_rate"] = LEARNING_RATE
     machine = machine_info()
     print(f"MLM throughput: seq {args.seq_len}, batch {args.batch_size}, {args.repeats} x {args.steps} "
-          f"timed steps after {args.warmup} warmup; {machine['cpus_usable']} CPUs, "
+          f"timed steps after {args.warmup} warmup, {args.precision}{', XLA' if args.jit else ''}; "
+          f"{machine['cpus_usable']} CPUs, "
           f"TF {machine['versions']['tensorflow']}", file=sys.stderr, flush=True)
     results = {path: run_child(path, args) for path in args.paths}
     machine["loadavg_end"] = list(os.getloadavg())

@@ -30,9 +30,10 @@ __version__ = "0.1.0"
 
 _SUBPACKAGES = ("augment", "datasets", "distribute", "evaluation", "export", "losses", "optimizers",
                 "tabular", "text", "training", "vision")
-_FROM = {"keras": "keras_ssl.backend", "tf": "keras_ssl.backend", "export_saved_model": "keras_ssl.export"}
+_FROM = {"keras": "keras_ssl.backend", "tf": "keras_ssl.backend", "export_saved_model": "keras_ssl.export",
+         "performance_defaults": "keras_ssl.performance"}
 
-__all__ = [*_SUBPACKAGES, "export_saved_model", "__version__"]
+__all__ = [*_SUBPACKAGES, "export_saved_model", "performance_defaults", "__version__"]
 
 
 def __getattr__(name: str):
