@@ -34,6 +34,16 @@ SMALL_SETTINGS = {
 }
 # What each notebook must print (substrings of its stream output), beyond running without error.
 EXPECTED_OUTPUT = {
+    "mae_mnist.ipynb": [
+        "epochs=2 batch=8 rows=256 finetune_steps=4 test_size=64",  # the overrides reached the kernel
+        "data: ",
+        "epoch 2: loss ",
+        "held-out masked-patch loss",
+        "rows: 5",  # reconstructions over training
+        "fine-tuned, 10 labels/class",
+        "MAE - random init: 1-NN",
+        "served features match: True",
+    ],
     "mlm_finetune.ipynb": [
         "steps/epoch=4 epochs=2 max_length=32 batch=8",  # the overrides reached the kernel
         "in 8 files",  # the custom corpus folder was written

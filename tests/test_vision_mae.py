@@ -13,6 +13,7 @@ from tiny_vision import tiny_mae
 import keras_ssl
 from keras_ssl import augment, vision
 from keras_ssl.backend import keras, tf
+from keras_ssl.vision.methods.masked_image_modeling import ViTFeatures
 
 IMAGES = np.random.default_rng(0).random((8, 12, 12, 1)).astype(np.float32)
 
@@ -112,3 +113,100 @@ def test_mae_learns_to_fill_in_digits():
     print("loss", history["loss"], "held out", error, "patch mean", mean_prediction)
     assert history["loss"][-1] < 0.9 * history["loss"][0]
     assert error < 0.8 * mean_prediction
+
+
+def test_a_saved_mae_loads_into_vit_for_image_classification_with_only_the_head_new(mae, tmp_path):
+    """Hugging Face reads the ``vit_mae`` directory as a ``ViTConfig``: every encoder weight loads (the
+    decoder is left out), only the classifier head is new, and the ViT's features equal the MAE's."""
+    from transformers import TFViTForImageClassification
+
+    mae.save_pretrained(str(tmp_path / "hf"))
+    vit, info = TFViTForImageClassification.from_pretrained(str(tmp_path / "hf"), num_labels=3,
+                                                            output_loading_info=True)
+    assert info == {"missing_keys": ["classifier"], "unexpected_keys": ["decoder"], "mismatched_keys": []}
+    ours = {w.name.split("/", 1)[1]: w.numpy() for w in mae.hf_model.vit.weights}
+    theirs = {w.name.split("/", 1)[1]: w.numpy() for w in vit.vit.weights}
+    assert sorted(theirs) == sorted(ours) and len(ours) > 30  # the same encoder, weight for weight
+    for name, value in theirs.items():
+        np.testing.assert_array_equal(value, ours[name], err_msg=name)
+
+    pixels = np.transpose(IMAGES * 2 - 1, (0, 3, 1, 2))
+    hidden = vit.vit(pixel_values=pixels).last_hidden_state.numpy()  # [8, 1 + 9 patches, 16]
+    assert_close_to_scale(hidden[:, 1:].mean(1), mae.encoder(IMAGES).numpy(), what="mean of patch tokens")
+    cls_features = ViTFeatures(mae.hf_model.vit, pooling="cls")(IMAGES).numpy()
+    assert_close_to_scale(hidden[:, 0], cls_features, what="class token")
+    logits = vit(pixel_values=pixels).logits.numpy()
+    assert logits.shape == (8, 3) and np.isfinite(logits).all()
+    # the new head is what ViTForImageClassification puts on the class token
+    head = vit.classifier.get_weights()
+    assert_close_to_scale(logits, cls_features @ head[0] + head[1], what="logits")
+
+
+class _MaskRecorder(keras.callbacks.Callback):
+    """Before each step, the mask noise the step is about to draw (drawn, then the counter put back)."""
+
+    def __init__(self, batch_size):
+        super().__init__()
+        self.batch_size, self.noise = batch_size, {}
+
+    def on_train_batch_begin(self, batch, logs=None):
+        counter = self.model.mask_noise.rng_state
+        state = counter.numpy()
+        noise = self.model.mask_noise.draw(self.batch_size, self.model.num_patches).numpy()
+        counter.assign(state)
+        self.noise[int(self.model.optimizer.iterations.numpy())] = noise
+
+
+class _Crash(keras.callbacks.Callback):
+    def __init__(self, at_step):
+        super().__init__()
+        self.at_step = at_step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) == self.at_step:
+            raise RuntimeError("simulated crash")
+
+
+def test_killed_mae_resumes_bit_for_bit_with_the_same_masks(tmp_path):
+    """18 steps straight vs crashed after step 10 (last backup: step 8) and resumed in a fresh model
+    with ``BackupAndRestore``: weights, AdamW slots, the mask counter and every later mask agree."""
+    images = np.random.default_rng(1).random((48, 8, 8, 1)).astype(np.float32)
+
+    def build():
+        keras.utils.set_random_seed(0)
+        model = tiny_mae(8)
+        model.compile(optimizer=keras.optimizers.AdamW(1e-2, weight_decay=0.05, beta_2=0.95))
+        return model
+
+    fit = dict(x=images, batch_size=8, shuffle=False, epochs=3, verbose=0)
+    reference, record = build(), _MaskRecorder(8)
+    start = [w.numpy() for w in reference.trainable_weights]
+    reference.fit(**fit, callbacks=[record])
+    backup = str(tmp_path / "backup")
+    crashed = build()
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        crashed.fit(**fit, callbacks=[keras.callbacks.BackupAndRestore(backup, save_freq=4), _Crash(10)])
+    resumed, resumed_record = build(), _MaskRecorder(8)
+    resumed.fit(**fit, callbacks=[keras.callbacks.BackupAndRestore(backup, save_freq=4), resumed_record])
+
+    assert int(resumed.optimizer.iterations.numpy()) == int(reference.optimizer.iterations.numpy()) == 18
+    counter = reference.mask_noise.rng_state.numpy()
+    np.testing.assert_array_equal(resumed.mask_noise.rng_state.numpy(), counter)
+    assert counter[0] > 0
+    # the resumed run started from the backup of step 8 and drew the masks the straight run drew
+    assert sorted(resumed_record.noise) == list(range(8, 18)) and sorted(record.noise) == list(range(18))
+    for step, noise in resumed_record.noise.items():
+        np.testing.assert_array_equal(noise, record.noise[step], err_msg=f"step {step}")
+    assert np.abs(record.noise[9] - record.noise[8]).max() > 0.1  # fresh masks every step ...
+    assert np.abs(record.noise[8] - record.noise[0]).max() > 0.1  # ... so a counter not restored would differ
+
+    pairs = list(zip(reference.weights + reference.optimizer.variables(),
+                     resumed.weights + resumed.optimizer.variables()))
+    assert len(pairs) == len(resumed.weights) + len(resumed.optimizer.variables()) > 100
+    moved = max(float(np.max(np.abs(a.numpy() - w))) for a, w in zip(reference.trainable_weights, start))
+    worst = max(float(np.max(np.abs(a.numpy() - b.numpy()), initial=0.0)) for a, b in pairs)
+    print(f"mae resume: {len(pairs)} variables, max |resumed - uninterrupted| = {worst:.3g}, "
+          f"largest weight change {moved:.3g}")
+    assert moved > 0
+    for a, b in pairs:
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.name)  # measured: bit for bit

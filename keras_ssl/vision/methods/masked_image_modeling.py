@@ -217,7 +217,10 @@ class MAE(SingleImageMethod):
 
     def save_pretrained(self, path: str) -> None:
         """Write the Hugging Face directory (config + weights) that ``TFViTMAEForPreTraining`` and
-        ``TFViTMAEModel`` load (``from_pretrained(path)``)."""
+        ``TFViTMAEModel`` load (``from_pretrained(path)``), and so does
+        ``TFViTForImageClassification.from_pretrained(path, num_labels=n)``: it reads the ``vit_mae``
+        config as a ``ViTConfig`` (with a warning that the types differ), loads every encoder weight,
+        leaves out the decoder and initialises only the classifier head (on the class token)."""
         self.hf_model.save_pretrained(path)
 
 
