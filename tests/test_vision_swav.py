@@ -24,7 +24,7 @@ from keras_ssl.evaluation import CollapseWarning, HealthMonitor
 from keras_ssl.vision import SwAV
 from keras_ssl.vision import heads as H
 from keras_ssl.vision.backbones import small_cnn
-from keras_ssl.vision.methods.clustering import cluster_entropy
+from keras_ssl.vision.methods.clustering import cluster_entropy, prediction_sharpness
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
@@ -366,10 +366,42 @@ def test_rejects_bad_input():
 # HealthMonitor
 
 
+def test_prediction_sharpness_matches_numpy():
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(-1, 1, (6, 5)).astype(np.float32)
+    p = np.exp(scores / 0.1) / np.exp(scores / 0.1).sum(-1, keepdims=True)
+    expected = 1.0 - np.mean(-(p * np.log(p)).sum(-1)) / np.log(5)
+    assert close(float(prediction_sharpness(scores, 0.1)), expected, 1e-5)
+    assert abs(float(prediction_sharpness(np.zeros((4, 5), np.float32), 0.1))) < 1e-6  # uniform: 0
+    assert float(prediction_sharpness(np.eye(5, dtype=np.float32) * 10.0, 0.1)) > 0.99  # one-hot: ~1
+
+
+def test_monitor_catches_the_ln_k_plateau_that_cluster_entropy_misses():
+    """The plateau measured on digits (SwAV with 4 local crops, seed 0): loss at ln 100, cluster
+    entropy ~0.8, prediction sharpness falling 0.003 -> 0.0002; the healthy run's lowest was 0.006."""
+    monitor = HealthMonitor.for_model(SwAV(small_cnn((8, 8, 1), width=4), num_prototypes=4,
+                                           projection=H.simclr_projection(output_dim=4, hidden_dim=8)),
+                                      patience=3)
+    assert monitor.checks == {"cluster_entropy": 0.1, "prediction_sharpness": 0.002}
+    monitor.set_model(keras.Sequential())
+    healthy = [0.0765, 0.0191, 0.0059, 0.006, 0.0124, 0.0365]
+    for epoch, sharpness in enumerate(healthy):
+        monitor.on_epoch_begin(epoch)
+        monitor.on_epoch_end(epoch, {"cluster_entropy": 0.7, "prediction_sharpness": sharpness})
+    assert not monitor.collapsed_at
+    plateau = [0.0682, 0.0121, 0.003, 0.0015, 0.0009, 0.0007, 0.0006]
+    with pytest.warns(CollapseWarning, match=r"prediction_sharpness = 0\.0007 has stayed below 0\.002.*ln K"):
+        for epoch, sharpness in enumerate(plateau):
+            monitor.on_epoch_begin(epoch)
+            monitor.on_epoch_end(epoch, {"cluster_entropy": 0.83, "prediction_sharpness": sharpness})
+    assert monitor.collapsed_at == [(5, None)]
+
+
 def test_collapse_monitor_leaves_a_healthy_run_alone(trained):
     _, _, history, collapse_warnings, monitor = trained
     assert (monitor.metric, monitor.threshold) == ("cluster_entropy", 0.1)
     assert min(history["cluster_entropy"]) > monitor.threshold, history  # measured: 0.28 to 0.54
+    assert min(history["prediction_sharpness"]) > monitor.checks["prediction_sharpness"], history  # 0.34
     assert not collapse_warnings and not monitor.collapsed_at
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from keras_ssl.backend import keras
 from keras_ssl.evaluation.callbacks import CollapseWarning
@@ -22,6 +22,12 @@ ADVICE = {
         "too small for Sinkhorn's equipartition (add a queue: queue_size, e.g. 15 x the batch), prototypes "
         "trained from the first step (raise freeze_prototypes_steps), epsilon too large (codes carry no "
         "information; use 0.03-0.05), or a learning rate too high (lower it, add warmup)."
+    ),
+    "prediction_sharpness": (
+        "the swapped predictions are uniform over the prototypes and the loss sits at ln K: nothing is "
+        "being learned (the scores are all nearly equal). Likely causes: a learning rate too high for the "
+        "first steps (lower it, add warmup), crops the encoder cannot relate (fewer or larger local "
+        "crops), or prototypes trained from the first step (raise freeze_prototypes_steps)."
     ),
     "embedding_std": (
         "the embeddings are collapsing onto one direction. Likely causes: a learning rate too high (lower "
@@ -48,20 +54,22 @@ class HealthMonitor(keras.callbacks.Callback):
     (every vision method). ``threshold``: values below it count as collapsed; ``patience``: that many
     consecutive checks (epochs, or batches with ``per="batch"``) below it trigger a
     :class:`CollapseWarning` naming the likely cause and fix (once per collapse), and with ``stop=True``
-    end training. ``collapsed_at`` records the (epoch, batch) of each trigger. For per-method
+    end training. ``collapsed_at`` records the (epoch, batch) of each trigger. ``also``: more
+    ``{metric: threshold}`` pairs watched the same way (each with its own count). For per-method
     defaults use :meth:`for_model`.
     """
 
     def __init__(self, metric: str = "embedding_std", threshold: float = 0.01, patience: int = 3,
-                 stop: bool = False, per: str = "epoch"):
+                 stop: bool = False, per: str = "epoch", also: Optional[Dict[str, float]] = None):
         super().__init__()
         if per not in ("epoch", "batch"):
             raise ValueError(f"per must be 'epoch' or 'batch', got {per!r}.")
         if int(patience) < 1:
             raise ValueError(f"patience must be at least 1, got {patience}.")
         self.metric, self.threshold = metric, float(threshold)
+        self.checks = {metric: float(threshold), **{m: float(t) for m, t in (also or {}).items()}}
         self.patience, self.stop, self.per = int(patience), bool(stop), per
-        self.below = 0
+        self.below = {m: 0 for m in self.checks}
         self.epoch = 0
         self.collapsed_at: List[Tuple[int, Optional[int]]] = []
 
@@ -69,7 +77,10 @@ class HealthMonitor(keras.callbacks.Callback):
     def for_model(cls, model, patience: int = 3, stop: bool = False, per: str = "epoch") -> HealthMonitor:
         """The metric and threshold that suit ``model``'s method.
 
-        SwAV (``cluster_entropy``): 0.1, ten times less than an even spread over the prototypes. DINO
+        SwAV (``cluster_entropy``): 0.1, ten times less than an even spread over the prototypes; and
+        ``prediction_sharpness`` 0.002 for the ``ln K`` plateau (measured per epoch on digits, seed 0:
+        a healthy run dips to 0.006 in its first epochs, then rises to 0.3; a run stuck at ``ln K``
+        falls from 0.003 to 0.0002 while its ``cluster_entropy`` stays ~0.8). DINO
         (``kl_teacher_student``): 0.01 (measured on digits-sized runs: 0.5-1.2 with centering, below
         0.001 once the teacher has collapsed without it). Other
         vision methods (``embedding_std``): ``0.1 / sqrt(D)``, a tenth of the value of well-spread
@@ -77,7 +88,8 @@ class HealthMonitor(keras.callbacks.Callback):
         """
         names = tuple(model.health_metric_names()) if hasattr(model, "health_metric_names") else ()
         if "cluster_entropy" in names:
-            return cls("cluster_entropy", 0.1, patience, stop, per)
+            also = {"prediction_sharpness": 0.002} if "prediction_sharpness" in names else None
+            return cls("cluster_entropy", 0.1, patience, stop, per, also=also)
         if "kl_teacher_student" in names:
             return cls("kl_teacher_student", 0.01, patience, stop, per)
         if "embedding_std" not in names:
@@ -90,7 +102,7 @@ class HealthMonitor(keras.callbacks.Callback):
         return cls("embedding_std", 0.1 / math.sqrt(dim), patience, stop, per)
 
     def on_train_begin(self, logs=None):
-        self.below = 0
+        self.below = {m: 0 for m in self.checks}
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -104,22 +116,25 @@ class HealthMonitor(keras.callbacks.Callback):
             self._check(logs, None)
 
     def _check(self, logs, batch) -> None:
-        value = (logs or {}).get(self.metric)
-        if value is None:
-            raise ValueError(f"HealthMonitor watches {self.metric!r} but the training logs have only "
-                             f"{sorted(logs or {})}: pick one of them as metric.")
-        value = float(value)
-        self.below = self.below + 1 if value < self.threshold else 0
-        if self.below != self.patience:
-            return
+        for metric, threshold in self.checks.items():
+            value = (logs or {}).get(metric)
+            if value is None:
+                raise ValueError(f"HealthMonitor watches {metric!r} but the training logs have only "
+                                 f"{sorted(logs or {})}: pick one of them as metric.")
+            value = float(value)
+            self.below[metric] = self.below[metric] + 1 if value < threshold else 0
+            if self.below[metric] == self.patience:
+                self._collapsed(metric, threshold, value, batch)
+
+    def _collapsed(self, metric: str, threshold: float, value: float, batch) -> None:
         self.collapsed_at.append((self.epoch, batch))
         where = f"epoch {self.epoch}" + ("" if batch is None else f", batch {batch}")
-        advice = ADVICE.get(self.metric, "the representation may be collapsing.")
+        advice = ADVICE.get(metric, "the representation may be collapsing.")
         warnings.warn(
-            f"{type(self.model).__name__}: {self.metric} = {value:.4g} has stayed below {self.threshold:.4g} "
+            f"{type(self.model).__name__}: {metric} = {value:.4g} has stayed below {threshold:.4g} "
             f"for {self.patience} {self.per}(s) ({where}): {advice}"
             + (" Training stops." if self.stop else " Pass stop=True to stop training when this happens."),
-            CollapseWarning, stacklevel=2,
+            CollapseWarning, stacklevel=3,
         )
         if self.stop:
             self.model.stop_training = True

@@ -70,6 +70,20 @@ def cluster_entropy(scores: tf.Tensor) -> tf.Tensor:
     return entropy / tf.math.log(tf.cast(tf.maximum(tf.minimum(n, k), 2), tf.float32))
 
 
+def prediction_sharpness(scores: tf.Tensor, temperature: float) -> tf.Tensor:
+    """How far the swapped predictions are from uniform: ``[N, K] scores -> []`` in ``[0, 1]``.
+
+    ``1 - H(softmax(scores / temperature)) / ln K``, averaged over the rows: 0 when every row predicts
+    the uniform distribution over the prototypes, the plateau where the loss sits at ``ln K`` and
+    nothing is learned (the scores have become nearly equal, whatever their argmax: ``cluster_entropy``
+    can stay high there), 1 for one-hot predictions.
+    """
+    log_p = tf.nn.log_softmax(_f32(scores) / temperature, axis=-1)
+    entropy = -tf.reduce_sum(tf.exp(log_p) * log_p, axis=-1)
+    k = tf.cast(tf.maximum(tf.shape(scores)[-1], 2), tf.float32)
+    return 1.0 - tf.reduce_mean(entropy) / tf.math.log(k)
+
+
 def _f32(x):
     return tf.cast(x, tf.float32)
 
@@ -93,6 +107,7 @@ class SwAV(VisionSSLModel):
     (0.05-0.14). The queue holds past global-crop projections of all replicas, one queue per global
     crop; it only enters the codes, once ``queue_start_step`` is reached and it is full. Metrics:
     ``loss``, ``cluster_entropy`` (:func:`cluster_entropy` of the global crops; near 0 = collapse),
+    ``prediction_sharpness`` (:func:`prediction_sharpness`; near 0 = the loss stuck at ``ln K``),
     ``embedding_std``.
     """
 
@@ -125,7 +140,7 @@ class SwAV(VisionSSLModel):
         self.freeze_prototypes_steps = int(freeze_prototypes_steps)
 
     def health_metric_names(self):
-        return ("cluster_entropy", "embedding_std")
+        return ("cluster_entropy", "prediction_sharpness", "embedding_std")
 
     def _step(self) -> tf.Tensor:
         optimizer = getattr(self, "optimizer", None)
@@ -160,7 +175,9 @@ class SwAV(VisionSSLModel):
             raise ValueError(f"This SwAV was built for {len(queues)} global crops but gets {num_global}.")
         codes = [self.codes(scores[i], queues[i]) for i in range(num_global)]
         loss = losses.swapped_prediction_loss(scores, codes, self.temperature)
-        health = {"cluster_entropy": cluster_entropy(tf.concat(scores[:num_global], axis=0)),
+        global_scores = tf.concat(scores[:num_global], axis=0)
+        health = {"cluster_entropy": cluster_entropy(global_scores),
+                  "prediction_sharpness": prediction_sharpness(global_scores, self.temperature),
                   "embedding_std": losses.embedding_std(z[0])}
         return loss, health, {"projections": [tf.stop_gradient(zv) for zv in z[:num_global]],
                               "frozen": frozen}
@@ -174,4 +191,4 @@ class SwAV(VisionSSLModel):
         return {}
 
 
-__all__ = ["Prototypes", "SwAV", "cluster_entropy"]
+__all__ = ["Prototypes", "SwAV", "cluster_entropy", "prediction_sharpness"]
