@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 import pytest
+from crash import CrashAtStep
 
 from keras_ssl.backend import keras
 
@@ -135,16 +136,6 @@ def test_killed_run_resumes_to_the_uninterrupted_state(request, model):
     assert diffs[worst] <= 1e-6 * scale, worst  # measured: 0 (bit for bit)
 
 
-class _Crash(keras.callbacks.Callback):
-    def __init__(self, at_step):
-        super().__init__()
-        self.at_step = at_step
-
-    def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) == self.at_step:
-            raise RuntimeError("simulated crash")
-
-
 def test_numpy_arrays_resume_in_process(tmp_path):
     """``fit(arrays, shuffle=False)``: Keras reads arrays as one stream over all epochs; a crash two
     steps after the backup of epoch 1, batch 1 resumes 8 batches into the stream."""
@@ -167,7 +158,7 @@ def test_numpy_arrays_resume_in_process(tmp_path):
     backup = str(tmp_path / "backup")
     crashed = build()
     with pytest.raises(RuntimeError, match="simulated crash"):
-        crashed.fit(**fit, callbacks=[keras.callbacks.BackupAndRestore(backup, save_freq=4), _Crash(10)])
+        crashed.fit(**fit, callbacks=[keras.callbacks.BackupAndRestore(backup, save_freq=4), CrashAtStep(10)])
     resumed = build()
     resumed.fit(**fit, callbacks=[keras.callbacks.BackupAndRestore(backup, save_freq=4)])
     pairs = list(zip(reference.weights + reference.optimizer.variables(),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from crash import CrashAtStep
 from numerics import assert_close_to_scale
 from tiny_vision import tiny_mae
 
@@ -157,16 +158,6 @@ class _MaskRecorder(keras.callbacks.Callback):
         self.noise[int(self.model.optimizer.iterations.numpy())] = noise
 
 
-class _Crash(keras.callbacks.Callback):
-    def __init__(self, at_step):
-        super().__init__()
-        self.at_step = at_step
-
-    def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) == self.at_step:
-            raise RuntimeError("simulated crash")
-
-
 def test_killed_mae_resumes_bit_for_bit_with_the_same_masks(tmp_path):
     """18 steps straight vs crashed after step 10 (last backup: step 8) and resumed in a fresh model
     with ``BackupAndRestore``: weights, AdamW slots, the mask counter and every later mask agree."""
@@ -185,7 +176,7 @@ def test_killed_mae_resumes_bit_for_bit_with_the_same_masks(tmp_path):
     backup = str(tmp_path / "backup")
     crashed = build()
     with pytest.raises(RuntimeError, match="simulated crash"):
-        crashed.fit(**fit, callbacks=[keras.callbacks.BackupAndRestore(backup, save_freq=4), _Crash(10)])
+        crashed.fit(**fit, callbacks=[keras.callbacks.BackupAndRestore(backup, save_freq=4), CrashAtStep(10)])
     resumed, resumed_record = build(), _MaskRecorder(8)
     resumed.fit(**fit, callbacks=[keras.callbacks.BackupAndRestore(backup, save_freq=4), resumed_record])
 

@@ -15,6 +15,7 @@ import warnings
 
 import numpy as np
 import pytest
+from crash import CrashAtStep
 from numerics import STEP_RTOL, assert_close_to_scale, close
 
 from keras_ssl import augment as A
@@ -187,19 +188,13 @@ def _state(model):
     return {f"{i:03d}/{v.name}": v.numpy() for i, v in enumerate(variables)}
 
 
-class _Crash(keras.callbacks.Callback):
-    def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) == 6:
-            raise RuntimeError("simulated crash")
-
-
 def test_killed_run_resumes_bit_for_bit(trained, tmp_path):
     reference = trained[0]
     backup = str(tmp_path / "backup")
     crashed = build_swav()
     with pytest.raises(RuntimeError, match="simulated crash"):
         crashed.fit(images(), **FIT, callbacks=[keras.callbacks.BackupAndRestore(backup, save_freq=4),
-                                                _Crash()])
+                                                CrashAtStep(6)])
     resumed = build_swav()
     resumed.fit(images(), **FIT, callbacks=[keras.callbacks.BackupAndRestore(backup, save_freq=4)])
     a, b = _state(reference), _state(resumed)
