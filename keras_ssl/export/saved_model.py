@@ -158,11 +158,34 @@ def _as_float32(x) -> tf.Tensor:
     return tf.cast(x, tf.float32)
 
 
+class _Untracked:
+    """Holds Keras objects outside ``tf.Module``'s dependency tracking.
+
+    A tracked Keras model makes ``tf.saved_model.save`` trace and serialise every layer's own call
+    functions, which no signature uses (a MiniLM export: ~22 s). Held here, the model is only called
+    inside the signatures, and :func:`_track_variables` tracks just the variables they read (~3 s).
+    """
+
+    def __init__(self, **objects):
+        self.__dict__.update(objects)
+
+
+def _track_variables(module: tf.Module, *models) -> None:
+    """Track the variables of ``models`` (Keras layers/models, ``None`` skipped) on ``module``, once each."""
+    seen, variables = set(), []
+    for model in models:
+        for v in [] if model is None else model.variables:
+            if id(v) not in seen:
+                seen.add(id(v))
+                variables.append(v)
+    module.model_variables = variables
+
+
 class _VisionServing(tf.Module):
     def __init__(self, encoder: keras.Model, projection=None, image_size=None):
         super().__init__(name="keras_ssl_vision")
-        self.encoder = encoder
-        self.projection = projection
+        self.keras = _Untracked(encoder=encoder, projection=projection)
+        _track_variables(self, encoder, projection)
         height, width, channels = encoder.inputs[0].shape[1:]
         if (height is None or width is None) and image_size is not None:
             height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
@@ -182,10 +205,10 @@ class _VisionServing(tf.Module):
     def _outputs(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
         if images.shape[1:3] != self.size:
             images = tf.image.resize(images, self.size, method="bilinear")
-        features = self.encoder(images, training=False)
+        features = self.keras.encoder(images, training=False)
         out = {"embedding": _as_float32(features)}
-        if self.projection is not None:
-            out["projection"] = _as_float32(self.projection(features, training=False))
+        if self.keras.projection is not None:
+            out["projection"] = _as_float32(self.keras.projection(features, training=False))
         return out
 
     def signatures(self) -> dict:
@@ -217,13 +240,14 @@ class _ClassifierServing(_VisionServing):
 
     def __init__(self, classifier, image_size=None):
         super().__init__(classifier.encoder, image_size=image_size)
-        self.classifier = classifier
+        self.keras.classifier = classifier
+        _track_variables(self, classifier)
         self.class_names = None if classifier.class_names is None else tf.constant(classifier.class_names)
 
     def _outputs(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
         if images.shape[1:3] != self.size:
             images = tf.image.resize(images, self.size, method="bilinear")
-        probabilities = tf.nn.softmax(self.classifier(images, training=False), axis=-1)
+        probabilities = tf.nn.softmax(self.keras.classifier(images, training=False), axis=-1)
         label = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
         out = {"probabilities": probabilities, "label": label}
         if self.class_names is not None:
@@ -260,9 +284,8 @@ class _TokenIdServing(tf.Module):
 class _TextServing(_TokenIdServing):
     def __init__(self, mlm, include_strings: bool, top_k: int, max_length: Optional[int]):
         super().__init__(name="keras_ssl_text")
-        self.hf_model = mlm.hf_model
-        self._encode = mlm._encoder
-        self._split = mlm._split
+        self.keras = _Untracked(hf_model=mlm.hf_model, encode=mlm._encoder, split=mlm._split)
+        _track_variables(self, mlm.hf_model)
         tokenizer = mlm.tokenizer
         self.vocab_size = int(mlm.hf_model.config.vocab_size)
         if top_k < 1:
@@ -281,13 +304,13 @@ class _TextServing(_TokenIdServing):
     def _hidden_and_logits(self, input_ids, attention_mask, positions=None) -> Tuple[tf.Tensor, tf.Tensor]:
         """Last hidden states ``[b, l, h]`` and float32 logits ``[b, l, vocab]``, or only at
         ``positions [b, m]`` (``-1`` padded) ``[b, m, vocab]``: one forward pass either way."""
-        if self._split is None:  # no separable head: the full model, with its hidden states
-            out = self.hf_model(input_ids=input_ids, attention_mask=attention_mask, training=False,
+        if self.keras.split is None:  # no separable head: the full model, with its hidden states
+            out = self.keras.hf_model(input_ids=input_ids, attention_mask=attention_mask, training=False,
                                 output_hidden_states=True)
             hidden, logits = out.hidden_states[-1], _at(out.logits, positions)
         else:  # the head runs only where it is needed
-            hidden = self._encode(input_ids, attention_mask, training=False)
-            logits = self._split[1](_at(hidden, positions), False)
+            hidden = self.keras.encode(input_ids, attention_mask, training=False)
+            logits = self.keras.split[1](_at(hidden, positions), False)
         return hidden, _as_float32(logits)
 
     def _from_ids(self, input_ids, attention_mask) -> Dict[str, tf.Tensor]:
@@ -348,9 +371,8 @@ class _TextClassifierServing(_TokenIdServing):
 
     def __init__(self, classifier, include_strings: bool, max_length: Optional[int]):
         super().__init__(name="keras_ssl_text_classifier")
-        self.hf_model = classifier.hf_model  # tracks the encoder's variables
-        self.head = getattr(classifier, "head", None)  # and keras_ssl's head, if any
-        self._logits = classifier.call
+        self.keras = _Untracked(logits=classifier.call)
+        _track_variables(self, classifier)
         limit = min(classifier.max_positions or 512, 512)
         self.max_length = min(int(max_length), limit) if max_length else limit
         self.include_strings = include_strings
@@ -358,7 +380,7 @@ class _TextClassifierServing(_TokenIdServing):
             self.tokenizer = CoreWordPiece(classifier.tokenizer, self.max_length)
 
     def _outputs(self, input_ids, attention_mask) -> Dict[str, tf.Tensor]:
-        logits = self._logits({"input_ids": input_ids, "attention_mask": attention_mask}, training=False)
+        logits = self.keras.logits({"input_ids": input_ids, "attention_mask": attention_mask}, training=False)
         probabilities = tf.nn.softmax(_as_float32(logits), axis=-1)
         return {"probabilities": probabilities, "label": tf.argmax(probabilities, -1, output_type=tf.int64)}
 
