@@ -31,6 +31,22 @@ SENTENCES = (
     ("Exceptions are raised with the [MASK] statement.", "raise"),
     ("The [MASK] function returns the length of a sequence.", "len"),
 )
+# SENTENCES and twelve more, written before any model answered them: the demo reports how many
+# expected words land in the top 3 / top 5 (a steadier measure than four examples).
+MORE_SENTENCES = (
+    ("A [MASK] statement skips the rest of the loop body and starts the next iteration.", "continue"),
+    ("The [MASK] statement does nothing and is used as a placeholder.", "pass"),
+    ("Functions are defined with the [MASK] keyword.", "def"),
+    ("A dictionary maps keys to [MASK].", "values"),
+    ("The [MASK] statement is used to load a module.", "import"),
+    ("A function gives back a value with the [MASK] statement.", "return"),
+    ("A list can be changed after it is [MASK].", "created"),
+    ("The [MASK] clause of a try statement runs whether or not an exception occurred.", "finally"),
+    ("A [MASK] loop repeats as long as its condition is true.", "while"),
+    ("Classes are defined with the [MASK] statement.", "class"),
+    ("A for loop iterates over the [MASK] of a sequence.", "items"),
+    ("Integers, floats and complex numbers are numeric [MASK].", "types"),
+)
 
 
 def minilm_path() -> str:
@@ -49,11 +65,24 @@ def _fill(mlm, sentences: Sequence[str]) -> List[List[str]]:
     return [[o["token_str"] for o in result] for result in mlm.fill_mask(list(sentences), top_k=3)]
 
 
-def _print_tables(stages: Dict[str, dict], fills: Dict[str, List[List[str]]]) -> None:
+def _hits(mlm, sentences=SENTENCES + MORE_SENTENCES) -> Dict[str, int]:
+    """How many expected words rank in the top 3 and top 5 of their sentence's mask."""
+    results = mlm.fill_mask([sentence for sentence, _ in sentences], top_k=5)
+    ranks = [[o["token_str"] for o in result].index(word) + 1 if word in [o["token_str"] for o in result]
+             else None for (_, word), result in zip(sentences, results)]
+    return {"top_3": sum(r is not None and r <= 3 for r in ranks),
+            "top_5": sum(r is not None for r in ranks), "sentences": len(sentences)}
+
+
+def _print_tables(stages: Dict[str, dict], fills: Dict[str, List[List[str]]],
+                  hits: Dict[str, Dict[str, int]]) -> None:
     print(f"\n{'validation':22s} {'masked acc':>10s} {'word acc':>9s} {'perplexity':>11s}")
     for name, logs in stages.items():
         print(f"{name:22s} {logs['masked_accuracy']:10.3f} {logs['word_accuracy']:9.3f} "
               f"{logs['perplexity']:11.1f}")
+    print(f"\nExpected word in the top 3 (top 5) of {len(SENTENCES + MORE_SENTENCES)} sentences:")
+    for name, h in hits.items():
+        print(f"  {name:20s} {h['top_3']:2d} ({h['top_5']})")
     print("\nFill-mask top-3 (expected word in brackets):")
     for i, (sentence, expected) in enumerate(SENTENCES):
         print(f"  {sentence}  [{expected}]")
@@ -73,6 +102,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=5e-4)
     parser.add_argument("--mask-rate", type=float, default=0.3, help="fraction of tokens masked")
+    parser.add_argument("--masking", default="token", choices=["token", "whole_word", "span"],
+                        help="which tokens are masked together (TokenMasker strategy)")
     parser.add_argument("--validation-batches", type=int, default=24)
     parser.add_argument("--raw-text", action="store_true", help="pydoc text without cleaning")
     parser.add_argument("--output", default="demo_output/minilm-mlm-pydoc")
@@ -88,7 +119,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     from keras_ssl.text import MaskedLanguageModel, text_dataset
 
     keras_ssl.keras.utils.set_random_seed(0)
-    mlm = MaskedLanguageModel.from_pretrained(args.model or minilm_path(), seed=0, mask_rate=args.mask_rate)
+    mlm = MaskedLanguageModel.from_pretrained(args.model or minilm_path(), seed=0, mask_rate=args.mask_rate,
+                                           strategy=args.masking)
     train, val = text_dataset(
         pydoc_topics(clean=not args.raw_text), tokenizer=mlm.tokenizer, max_length=args.max_length,
         batch_size=args.batch_size, validation_split=0.05, seed=0,
@@ -97,11 +129,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     mlm.compile(optimizer=keras_ssl.optimizers.adamw(
         learning_rate=args.learning_rate, warmup_steps=max(args.steps // 10, 1), total_steps=args.steps))
     sentences = [sentence for sentence, _ in SENTENCES]
-    stages, fills = {}, {}
+    stages, fills, hits = {}, {}, {}
 
     def record(name: str) -> None:
         stages[name] = mlm.evaluate(val, return_dict=True, verbose=0)
         fills[name] = _fill(mlm, sentences)
+        hits[name] = _hits(mlm)
         logs = stages[name]
         print(f"{name}: masked accuracy {logs['masked_accuracy']:.3f}, word accuracy "
               f"{logs['word_accuracy']:.3f}, perplexity {logs['perplexity']:.1f}", flush=True)
@@ -122,11 +155,13 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     print(f"Fine-tuned {args.steps} steps in {seconds:.0f} s ({tokens / seconds:.0f} tokens/s); "
           f"head warm-up took {head_seconds:.0f} s.")
     record("fine-tuned")
-    _print_tables(stages, fills)
+    _print_tables(stages, fills, hits)
 
     mlm.save_pretrained(args.output)
     results = {"sentences": sentences, "expected": [word for _, word in SENTENCES], "stages": stages,
-               "fill_mask": fills, "seconds": {"head_warm_up": head_seconds, "fine_tuning": seconds},
+               "fill_mask": fills, "hits": hits,
+               "more_sentences": [list(pair) for pair in MORE_SENTENCES],
+               "seconds": {"head_warm_up": head_seconds, "fine_tuning": seconds},
                "settings": vars(args)}
     with open(os.path.join(args.output, "demo_results.json"), "w") as f:
         json.dump(results, f, indent=2)  # docs/make_figures.py draws the fill-mask picture from it
