@@ -16,7 +16,6 @@ from keras_ssl.backend import tf
 from keras_ssl.datasets import digits
 from keras_ssl.evaluation.digits_protocol import (
     DIGITS_RECIPES,
-    digits_encoder,
     digits_report,
     pretrain_on_digits,
 )
