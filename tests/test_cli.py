@@ -131,7 +131,7 @@ def trained_swav(tmp_path_factory, images):
     out = tmp_path_factory.mktemp("swav_run") / "out"
     args = [a if a != "simclr" else "swav" for a in VISION_ARGS]
     done = cli("vision", "pretrain", "--images", images, "--output", out, *args, "--local-crops", "2",
-               "--prototypes", "10")
+               "--prototypes", "10", "--epsilon", "0.03")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return out, done
 
@@ -314,6 +314,7 @@ def test_swav_pretrains_an_any_size_encoder(trained_swav):
     assert run["status"] == "finished" and run["global_step"] == 8
     assert run["encoder"]["input_shape"] == [None, None, 3] and run["encoder"]["serving_image_size"] == 16
     assert 0.0 < run["train"]["cluster_entropy"] <= 1.0 and np.isfinite(run["train"]["loss"])
+    assert run["args"]["epsilon"] == 0.03
     assert_clean(done.stderr)
 
 

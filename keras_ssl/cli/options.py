@@ -22,6 +22,13 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0.0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value < 1.0:

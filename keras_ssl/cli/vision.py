@@ -19,7 +19,7 @@ import time
 
 from keras_ssl.cli import runs
 from keras_ssl.cli.errors import UserError
-from keras_ssl.cli.options import add_run_options, non_negative_int, positive_int
+from keras_ssl.cli.options import add_run_options, non_negative_int, positive_float, positive_int
 
 METHODS = ("simclr", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "nnclr", "swav", "dino",
            "autoencoder", "rotation")
@@ -62,6 +62,9 @@ def add_parser(commands, parent: argparse.ArgumentParser) -> None:
     pretrain.add_argument("--local-size", type=positive_int, default=None,
                           help="SwAV/DINO: side of the local crops (default: half of --image-size)")
     pretrain.add_argument("--prototypes", type=positive_int, default=3000, help="SwAV: number of prototypes")
+    pretrain.add_argument("--epsilon", type=positive_float, default=0.05,
+                          help="SwAV: Sinkhorn-Knopp epsilon (paper 0.05; 0.02-0.03 for small encoders or "
+                          "images, where 0.05 can leave the loss stuck at ln K)")
     pretrain.add_argument("--out-dim", type=positive_int, default=65536, help="DINO: output dimension K")
     pretrain.set_defaults(check=check_pretrain, run=run_pretrain)
 
@@ -113,7 +116,7 @@ def build_method(args, channels: int, total_steps: int):
         crops = augment.multi_crop.dino if args.method == "dino" else augment.multi_crop
         views = crops(global_size=size, local_size=local, num_local=args.local_crops, seed=seed)
         if args.method == "swav":
-            return vision.SwAV(encoder, views, num_prototypes=args.prototypes,
+            return vision.SwAV(encoder, views, num_prototypes=args.prototypes, epsilon=args.epsilon,
                                projection=H.simclr_projection(out, hidden))
         return vision.DINO(encoder, views, head=H.dino_head(args.out_dim, hidden, out),
                            total_steps=total_steps)
