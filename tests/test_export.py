@@ -252,6 +252,32 @@ def test_plain_keras_encoder_exports_and_unbuilt_one_errors(simclr, tmp_path):
         export_saved_model({"not": "a model"}, str(tmp_path / "dict"))
 
 
+class _ScaleFromTable(keras.layers.Layer):
+    """Multiplies by a value read from a lookup table: a resource that is not a variable."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        keys, values = tf.constant([0, 1], tf.int64), tf.constant([2.0, 3.0])
+        self.table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), 1.0)
+
+    def call(self, x):
+        return x * self.table.lookup(tf.constant(1, tf.int64))
+
+
+def test_encoder_holding_a_lookup_table_exports(tmp_path):
+    """Export tracks only the variables the signatures read; a model with other resources (here a
+    lookup table inside a layer) is tracked whole instead, and serves the same features."""
+    inputs = keras.Input((8, 8, 1))
+    outputs = keras.layers.Dense(4)(keras.layers.Flatten()(_ScaleFromTable()(inputs)))
+    encoder = keras.Model(inputs, outputs)
+    export_saved_model(encoder, str(tmp_path / "table"))
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".export-")]  # no staging left behind
+    images = np.random.default_rng(0).random((2, 8, 8, 1)).astype(np.float32)
+    serve = tf.saved_model.load(str(tmp_path / "table")).signatures["serve_float"]
+    served = serve(images=tf.constant(images))
+    assert_close_to_scale(served["embedding"].numpy(), encoder(images).numpy())
+
+
 def test_existing_export_is_kept_unless_overwrite(simclr, tmp_path):
     path = tmp_path / "v1"
     export_saved_model(simclr.encoder, str(path))
