@@ -68,10 +68,9 @@ def _fill(mlm, sentences: Sequence[str]) -> List[List[str]]:
 def _hits(mlm, sentences=SENTENCES + MORE_SENTENCES) -> Dict[str, int]:
     """How many expected words rank in the top 3 and top 5 of their sentence's mask."""
     results = mlm.fill_mask([sentence for sentence, _ in sentences], top_k=5)
-    ranks = [[o["token_str"] for o in result].index(word) + 1 if word in [o["token_str"] for o in result]
-             else None for (_, word), result in zip(sentences, results)]
-    return {"top_3": sum(r is not None and r <= 3 for r in ranks),
-            "top_5": sum(r is not None for r in ranks), "sentences": len(sentences)}
+    answers = [[o["token_str"] for o in result] for result in results]
+    ranks = [a.index(word) + 1 for (_, word), a in zip(sentences, answers) if word in a]
+    return {"top_3": sum(r <= 3 for r in ranks), "top_5": len(ranks), "sentences": len(sentences)}
 
 
 def _print_tables(stages: Dict[str, dict], fills: Dict[str, List[List[str]]],

@@ -21,7 +21,8 @@ ADVICE = {
         "the crops land on a few prototypes: the embeddings are collapsing. Likely causes: a global batch "
         "too small for Sinkhorn's equipartition (add a queue: queue_size, e.g. 15 x the batch), prototypes "
         "trained from the first step (raise freeze_prototypes_steps), epsilon too large (codes carry no "
-        "information; use 0.03-0.05), or a learning rate too high (lower it, add warmup)."
+        "information; use 0.02-0.05, the lower for small encoders), or a learning rate too high (lower "
+        "it, add warmup)."
     ),
     "prediction_sharpness": (
         "the swapped predictions are uniform over the prototypes and the loss sits at ln K: nothing is "
