@@ -321,7 +321,7 @@ class _TextServing(_TokenIdServing):
         ``positions [b, m]`` (``-1`` padded) ``[b, m, vocab]``: one forward pass either way."""
         if self.keras.split is None:  # no separable head: the full model, with its hidden states
             out = self.keras.hf_model(input_ids=input_ids, attention_mask=attention_mask, training=False,
-                                output_hidden_states=True)
+                                      output_hidden_states=True)
             hidden, logits = out.hidden_states[-1], _at(out.logits, positions)
         else:  # the head runs only where it is needed
             hidden = self.keras.encode(input_ids, attention_mask, training=False)
@@ -386,7 +386,7 @@ class _TextClassifierServing(_TokenIdServing):
 
     def __init__(self, classifier, include_strings: bool, max_length: Optional[int]):
         super().__init__(name="keras_ssl_text_classifier")
-        self.keras = _Untracked(classifier=classifier, logits=classifier.call)
+        self.keras = _Untracked(classifier=classifier)
         _track_variables(self, classifier)
         limit = min(classifier.max_positions or 512, 512)
         self.max_length = min(int(max_length), limit) if max_length else limit
@@ -395,7 +395,8 @@ class _TextClassifierServing(_TokenIdServing):
             self.tokenizer = CoreWordPiece(classifier.tokenizer, self.max_length)
 
     def _outputs(self, input_ids, attention_mask) -> Dict[str, tf.Tensor]:
-        logits = self.keras.logits({"input_ids": input_ids, "attention_mask": attention_mask}, training=False)
+        logits = self.keras.classifier.call({"input_ids": input_ids, "attention_mask": attention_mask},
+                                            training=False)
         probabilities = tf.nn.softmax(_as_float32(logits), axis=-1)
         return {"probabilities": probabilities, "label": tf.argmax(probabilities, -1, output_type=tf.int64)}
 
