@@ -121,6 +121,25 @@ def test_last_layer_has_unit_norm_and_only_its_direction_trains(one_step):
     head.last_layer_direction.assign(direction)
 
 
+def test_norm_last_layer_off_trains_the_weight_norm_scale_too():
+    head = H.dino_head(16, 16, 8, kernel_initializer="he_normal", norm_last_layer=False)
+    model = _model(head=head, freeze_last_layer_steps=1)
+    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    scale = head.last_layer_scale
+    np.testing.assert_array_equal(scale.numpy(), np.ones(16, np.float32))  # starts as the fixed g = 1
+    model.train_on_batch(_images(0))
+    np.testing.assert_array_equal(scale.numpy(), np.ones(16, np.float32))  # frozen with the direction
+    model.train_on_batch(_images(1))
+    assert np.max(np.abs(scale.numpy() - 1.0)) > 0  # then g trains
+    # each column of the effective kernel has norm g
+    kernel = head.last_layer_kernel().numpy()
+    assert_close_to_scale(np.linalg.norm(kernel, axis=0), scale.numpy(), what="column norms")
+    assert H.DINOHead.from_config(head.get_config()).norm_last_layer is False
+    # the default (g fixed) head has no such variable, so its checkpoints are unchanged
+    default = _model().projection
+    assert not hasattr(default, "last_layer_scale") and default.norm_last_layer
+
+
 def test_last_layer_is_frozen_for_the_first_steps():
     model = _model(freeze_last_layer_steps=2)
     model.compile(optimizer=keras.optimizers.SGD(0.5))

@@ -218,7 +218,8 @@ def _multi_crop_method(method: str, encoder, r: Dict[str, Any], seed: int, image
     steps = r.get("total_steps") or r["epochs"] * (1000 // r["batch_size"])
     return vision.DINO(encoder, views, head=H.dino_head(r["out_dim"], r["hidden_dim"], r["bottleneck_dim"],
                                                      kernel_initializer=r["head_initializer"],
-                                                     use_batchnorm=r["head_batchnorm"]),
+                                                     use_batchnorm=r["head_batchnorm"],
+                                                     norm_last_layer=r.get("head_norm_last_layer", True)),
                        teacher_temperature=r["teacher_temperature"],
                        student_temperature=r["student_temperature"], center_momentum=r["center_momentum"],
                        momentum=r["momentum"], total_steps=steps,

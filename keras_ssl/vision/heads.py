@@ -164,14 +164,19 @@ class DINOHead(keras.layers.Layer):
     ``bottleneck_dim``, L2 normalisation, then a weight-normalised linear layer without bias,
     ``W = g v / ||v||`` per output unit with ``g`` fixed to 1: only the direction ``v``
     (``last_layer_direction``, ``[bottleneck_dim, out_dim]``) is trained, so each output is a cosine
-    similarity in ``[-1, 1]``. ``use_batchnorm`` adds BN after the hidden layers (the paper's ResNet runs).
+    similarity in ``[-1, 1]``. ``norm_last_layer=False`` trains ``g`` too (``last_layer_scale``,
+    ``[out_dim]``, starting at 1; the official code's ``--norm_last_layer false``, solo-learn's CIFAR
+    setting): the logits can then outgrow ``[-1, 1]``, which small encoders whose projections start
+    alike need to give the teacher confident targets. ``use_batchnorm`` adds BN after the hidden layers
+    (the paper's ResNet runs).
     ``kernel_initializer``: of the hidden and bottleneck layers; default the paper's truncated normal with
     std 0.02, which suits widths of hundreds and more (narrow heads shrink their inputs layer after
     layer with it: use e.g. ``"he_normal"`` for tiny test heads).
     """
 
     def __init__(self, out_dim: int = 65536, hidden_dim: int = 2048, bottleneck_dim: int = 256,
-                 num_layers: int = 3, use_batchnorm: bool = False, kernel_initializer=None, **kwargs):
+                 num_layers: int = 3, use_batchnorm: bool = False, kernel_initializer=None,
+                 norm_last_layer: bool = True, **kwargs):
         super().__init__(**kwargs)
         if num_layers < 1 or min(out_dim, hidden_dim, bottleneck_dim) < 1:
             raise ValueError(
@@ -181,6 +186,7 @@ class DINOHead(keras.layers.Layer):
         self.out_dim, self.hidden_dim = int(out_dim), int(hidden_dim)
         self.bottleneck_dim = int(bottleneck_dim)
         self.num_layers, self.use_batchnorm = int(num_layers), bool(use_batchnorm)
+        self.norm_last_layer = bool(norm_last_layer)
         self.kernel_initializer = keras.initializers.get(
             kernel_initializer or keras.initializers.TruncatedNormal(stddev=0.02))
 
@@ -200,15 +206,24 @@ class DINOHead(keras.layers.Layer):
             initializer=keras.initializers.TruncatedNormal(stddev=0.02), trainable=True,
             experimental_autocast=False,
         )
+        if not self.norm_last_layer:  # only then: checkpoints of g-fixed heads keep their variables
+            self.last_layer_scale = self.add_weight(
+                "last_layer_scale", shape=(self.out_dim,), dtype=tf.float32, initializer="ones",
+                trainable=True, experimental_autocast=False)
         super().build(input_shape)
 
     def last_layer_kernel(self, frozen=None) -> tf.Tensor:
-        """The effective last kernel ``[bottleneck_dim, out_dim]``: unit-norm columns. Where ``frozen``
-        (a bool scalar) is True, no gradient reaches the direction (DINO's first steps)."""
+        """The effective last kernel ``[bottleneck_dim, out_dim]``: unit-norm columns (times ``g`` where
+        ``norm_last_layer=False``). Where ``frozen`` (a bool scalar) is True, no gradient reaches the
+        direction nor ``g`` (DINO's first steps)."""
         direction = self.last_layer_direction
+        scale = None if self.norm_last_layer else self.last_layer_scale
         if frozen is not None:
             direction = tf.where(frozen, tf.stop_gradient(direction), direction)
-        return tf.math.l2_normalize(direction, axis=0)
+            if scale is not None:
+                scale = tf.where(frozen, tf.stop_gradient(scale), scale)
+        kernel = tf.math.l2_normalize(direction, axis=0)
+        return kernel if scale is None else kernel * scale
 
     def call(self, inputs: tf.Tensor, training=None, freeze_last_layer=None) -> tf.Tensor:
         x = inputs
@@ -227,7 +242,7 @@ class DINOHead(keras.layers.Layer):
         config = super().get_config()
         config.update({"out_dim": self.out_dim, "hidden_dim": self.hidden_dim,
                        "bottleneck_dim": self.bottleneck_dim, "num_layers": self.num_layers,
-                       "use_batchnorm": self.use_batchnorm,
+                       "use_batchnorm": self.use_batchnorm, "norm_last_layer": self.norm_last_layer,
                        "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)})
         return config
 
