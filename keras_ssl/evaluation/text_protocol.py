@@ -115,11 +115,11 @@ def adapt(texts: Sequence[str], recipe: str = DEFAULT_RECIPE, max_length: int = 
 
 def classifier_scores(source, train: Tuple[Sequence[str], np.ndarray],
                       test: Tuple[Sequence[str], np.ndarray], max_length: int = 128, seed: int = 0,
-                      **recipe: Any) -> Dict[str, Dict[str, float]]:
+                      finetune: bool = True, **recipe: Any) -> Dict[str, Dict[str, float]]:
     """``{"probe": scores, "finetune": scores}`` on ``test`` of a ``TextClassifier`` trained on ``train``.
 
     ``scores``: ``{"accuracy", "macro_f1"}``; "probe" after ``fit_head`` (frozen encoder), "finetune"
-    after the whole model then trained on (LP-FT). ``source``: a
+    after the whole model then trained on (LP-FT; ``finetune=False`` stops after the probe). ``source``: a
     :class:`~keras_ssl.text.MaskedLanguageModel` (its encoder is copied, the model is untouched) or a
     model directory. ``train``/``test``: ``(texts, labels)``. ``recipe`` replaces
     :data:`TEXT_CLASSIFIER` entries.
@@ -143,6 +143,8 @@ def classifier_scores(source, train: Tuple[Sequence[str], np.ndarray],
 
     clf.fit_head(data, steps=int(r["head_steps"]), learning_rate=r["head_learning_rate"])
     out = {"probe": scores()}
+    if not finetune:
+        return out
     per_epoch = len(texts) // batch
     steps = min(max(int(r["epochs"]) * per_epoch, int(r["min_steps"])), int(r["max_steps"]))
     clf.compile(optimizer=keras_ssl.optimizers.adamw(
