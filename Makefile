@@ -31,7 +31,7 @@ lint: setup
 TEST_WORKERS ?= auto
 
 test: setup lint
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 bench: setup
 	$(BIN)/pip install -q -e ".[bench]"

@@ -5,7 +5,8 @@ The measures are where representations matter (:func:`keras_ssl.evaluation.digit
 1-NN (cosine) with 5 labels per class, and a 1,000-label linear probe evaluated on test digits
 shifted by up to 4 pixels. The random-init baseline is the very encoder each method starts from
 (``digits_encoder(seed)``), measured the same way. Each method trains with its
-``DIGITS_RECIPES`` settings, as in ``benchmarks/digits_table.py`` (about 50 CPU seconds each).
+``DIGITS_RECIPES`` settings, as in ``benchmarks/digits_table.py`` (about 50 CPU seconds each), except
+the three with the widest margins, which train half the recipe's epochs (:data:`HALF_EPOCHS`).
 """
 
 import numpy as np
@@ -32,6 +33,11 @@ MIN_SHIFTED_GAIN = 0.12
 # seeds 0, 1, 2 (1-NN, shifted probe): autoencoder +0.044 to +0.083 and +0.060 to +0.097 (seed 0: 0.083,
 # 0.097); RotNet +0.018 to +0.058 and +0.063 to +0.078 (seed 0: 0.025, 0.078).
 MIN_GAINS = {"autoencoder": (MIN_NN_GAIN, 0.05), "rotation": (0.0, 0.03)}
+# To keep the suite's time in budget these train 10 of their recipe's 20 epochs (the cosine schedule
+# compressed to 10). Measured at seed 0 (1-NN gain, shifted-probe gain): SimCLR +0.080, +0.289; MoCo v2
+# +0.053, +0.246; Barlow Twins +0.048, +0.196: at least 0.028 and 0.076 above the required gains. BYOL
+# (+0.009), SimSiam (+0.040) and VICReg (+0.039) keep their full recipes.
+HALF_EPOCHS = ("simclr", "moco", "barlow_twins")
 
 
 # SwAV and NNCLR: tests/test_vision_learning_multicrop.py (DINO's digits recipe does not beat random init).
@@ -41,7 +47,8 @@ METHODS_TESTED_HERE = sorted(m for m in DIGITS_RECIPES if m not in ("swav", "din
 @pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS_TESTED_HERE)
 def test_method_beats_random_init_on_digits(method, digits_data, digits_random_init):
-    model = pretrain_on_digits(method, digits_data, seed=SEED)
+    epochs = DIGITS_RECIPES[method]["epochs"] // (2 if method in HALF_EPOCHS else 1)
+    model = pretrain_on_digits(method, digits_data, seed=SEED, epochs=epochs)
     losses = model.history.history["loss"]
     trained = digits_report(model.encoder, digits_data)
     print(method, "random init", digits_random_init, "trained", trained, "loss", losses[0], "->", losses[-1])
