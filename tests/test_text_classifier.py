@@ -197,6 +197,22 @@ def test_predict_takes_strings_one_string_and_tokenized_batches(trained_minilm):
     assert clf.predict([]).shape == (0, 2)
 
 
+def test_predict_batches_texts_of_similar_length_and_keeps_their_order(trained_minilm, monkeypatch):
+    clf, _, _, (texts, _) = trained_minilm
+    mixed = [t if i % 2 else t + " and it went on" * (1 + i % 5) for i, t in enumerate(texts)]
+    widths, inner = [], clf._predict_ids
+
+    def recorded(ids, mask):
+        widths.append(int(ids.shape[1]))
+        return inner(ids, mask)
+
+    monkeypatch.setattr(clf, "_predict_ids", recorded)
+    probabilities = clf.predict(mixed, batch_size=4)
+    assert len(widths) == -(-len(mixed) // 4) and widths == sorted(widths) and widths[0] < widths[-1]
+    unpadded = np.concatenate([clf.predict([t]) for t in mixed])  # one text per batch: no padding at all
+    np.testing.assert_allclose(probabilities, unpadded, atol=1e-5)
+
+
 def test_from_masked_language_model_copies_its_encoder(minilm_tokenizer):
     mlm = tiny_deterministic_mlm(minilm_tokenizer)
     clf = TextClassifier.from_pretrained(mlm, num_labels=3, dropout=0.0)

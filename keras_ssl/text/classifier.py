@@ -371,9 +371,10 @@ class TextClassifier(SSLModel):
     def predict(self, x, batch_size: int = 32, max_length: Optional[int] = None, **kwargs) -> np.ndarray:
         """Class probabilities ``float32 [n, num_labels]``.
 
-        ``x``: raw strings (a list, or one string: tokenized here in batches of ``batch_size``,
-        truncated to ``max_length``, default the model's limit up to 512; blank strings are
-        classified as they tokenize) or anything ``keras.Model.predict`` takes (tokenized batches).
+        ``x``: raw strings (a list, or one string: tokenized here, truncated to ``max_length``, default
+        the model's limit up to 512, and run in batches of ``batch_size`` texts of similar length, each
+        padded to its own longest; rows come back in the given order; blank strings are classified as
+        they tokenize) or anything ``keras.Model.predict`` takes (tokenized batches).
         """
         if isinstance(x, str):
             x = [x]
@@ -386,11 +387,17 @@ class TextClassifier(SSLModel):
         if any(not isinstance(t, str) for t in x):
             raise TypeError("predict got a list mixing strings and other values; pass strings only.")
         limit = int(max_length or min(self.max_positions or 512, 512))
-        out = []
+        # Batches of texts of similar length (sorted by token count), each padded to its own longest:
+        # far less padding than batches in the given order (2x fewer tokens on review snippets).
+        tokens = self.tokenizer(list(x), truncation=True, max_length=limit)["input_ids"]
+        order = np.argsort([len(ids) for ids in tokens], kind="stable")
+        out = np.zeros((len(x), self.num_labels), np.float32)
         for start in range(0, len(x), batch_size):
-            enc = tokenize(self.tokenizer, x[start:start + batch_size], limit)
-            out.append(self._predict_ids(tf.constant(enc["input_ids"]), tf.constant(enc["attention_mask"])))
-        return np.concatenate([o.numpy() for o in out], 0)
+            rows = order[start:start + batch_size]
+            enc = tokenize(self.tokenizer, [x[i] for i in rows], limit)
+            ids, mask = tf.constant(enc["input_ids"]), tf.constant(enc["attention_mask"])
+            out[rows] = self._predict_ids(ids, mask).numpy()
+        return out
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)] * 2)  # one trace, any length
     def _predict_ids(self, input_ids, attention_mask):
