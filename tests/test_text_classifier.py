@@ -266,6 +266,26 @@ def test_labelled_text_dataset_batches_and_reshuffles_reproducibly(minilm_tokeni
     assert [y.numpy().tolist() for _, y in again] == first
 
 
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_labelled_text_dataset_pads_each_batch_to_its_longest_text(minilm_tokenizer, side):
+    import copy
+
+    tokenizer = copy.deepcopy(minilm_tokenizer)
+    tokenizer.padding_side = side
+    texts = ["short", "also short", "a much longer text" + " word" * 20, "short again"]
+    data = labelled_text_dataset(texts, [0, 1, 0, 1], tokenizer=tokenizer, max_length=64, batch_size=2)
+    full = tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="np")
+    for b, (features, _) in enumerate(data):
+        ids, mask = features["input_ids"].numpy(), features["attention_mask"].numpy()
+        longest = int(mask.sum(1).max())
+        assert ids.shape[1] == min(-(-longest // 8) * 8, full["input_ids"].shape[1])  # multiple of 8, capped
+        rows = slice(2 * b, 2 * b + 2)
+        expected = full["input_ids"][rows][:, :ids.shape[1]] if side == "right" else \
+            full["input_ids"][rows][:, -ids.shape[1]:]
+        np.testing.assert_array_equal(ids, expected)  # only padding columns were cut
+        assert mask.sum() == full["attention_mask"][rows].sum()
+
+
 def test_fit_rejects_bad_batches(minilm_tokenizer):
     clf = tiny(minilm_tokenizer, layers=1)
     clf.compile(optimizer="sgd")
