@@ -235,9 +235,12 @@ class TextClassifier(SSLModel):
         features, labels, sample_weight = views["features"], views["labels"], views["sample_weight"]
         labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
         if not getattr(self, "_jit_compile", False):
-            tf.debugging.assert_non_negative(labels, message="A label is negative; class ids are 0..n-1.")
-            tf.debugging.assert_less(labels, self.num_labels, message=(
-                f"A label is >= num_labels={self.num_labels}; renumber the classes or raise num_labels."))
+            checks = [
+                tf.debugging.assert_non_negative(labels, message="A label is negative; class ids are 0..n-1."),
+                tf.debugging.assert_less(labels, self.num_labels, message=(
+                    f"A label is >= num_labels={self.num_labels}; renumber the classes or raise num_labels."))]
+            with tf.control_dependencies(checks):  # checked before the loss op sees them (any op order)
+                labels = tf.identity(labels)
         logits = self(features, training=training)
         ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
         weight = self._example_weights(labels, sample_weight)
