@@ -300,6 +300,32 @@ def test_fit_rejects_bad_batches(minilm_tokenizer):
         clf.fit(np.array(["a", "b"]), np.array([0, 1]), verbose=0)
 
 
+def op_ancestors(op) -> set:
+    """Every op whose output or completion ``op`` waits for (data inputs and control inputs)."""
+    seen, stack = set(), [op]
+    while stack:
+        current = stack.pop()
+        for parent in [t.op for t in current.inputs] + list(current.control_inputs):
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return seen
+
+
+def test_label_range_is_checked_before_the_loss_op_reads_the_labels(minilm_tokenizer):
+    """The clear num_labels error must not depend on op scheduling: the cross-entropy kernel raises its
+    own message for an out-of-range label, so it has to wait for the range asserts (a oneDNN CI machine
+    once ran it first)."""
+    clf = tiny(minilm_tokenizer, layers=1)
+    features, labels = batch(minilm_tokenizer, ["a", "b"], [0, 1])
+    step = tf.function(lambda x, y: clf.compute_loss_and_stats(clf._with_labels((x, y)), training=True)[0])
+    graph = step.get_concrete_function(features, labels).graph
+    losses = [op for op in graph.get_operations() if op.type == "SparseSoftmaxCrossEntropyWithLogits"]
+    assert len(losses) == 1
+    asserts = {op for op in op_ancestors(losses[0]) if op.type == "Assert"}
+    assert len(asserts) == 2, asserts  # non-negative and < num_labels
+
+
 class _NotTokens(keras.layers.Layer):
     """HF-like (has a config) but returns one vector per text: nothing to pool."""
 
