@@ -235,10 +235,11 @@ class TextClassifier(SSLModel):
         features, labels, sample_weight = views["features"], views["labels"], views["sample_weight"]
         labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
         if not getattr(self, "_jit_compile", False):
-            checks = [
-                tf.debugging.assert_non_negative(labels, message="A label is negative; class ids are 0..n-1."),
-                tf.debugging.assert_less(labels, self.num_labels, message=(
-                    f"A label is >= num_labels={self.num_labels}; renumber the classes or raise num_labels."))]
+            negative = "A label is negative; class ids are 0..n-1."
+            too_large = (f"A label is >= num_labels={self.num_labels}; renumber the classes or raise "
+                         "num_labels.")
+            checks = [tf.debugging.assert_non_negative(labels, message=negative),
+                      tf.debugging.assert_less(labels, self.num_labels, message=too_large)]
             with tf.control_dependencies(checks):  # checked before the loss op sees them (any op order)
                 labels = tf.identity(labels)
         logits = self(features, training=training)
