@@ -19,7 +19,7 @@ from crash import CrashAtStep
 from numerics import STEP_RTOL, assert_close_to_scale, close
 
 from keras_ssl import augment as A
-from keras_ssl import losses
+from keras_ssl import evaluation, losses
 from keras_ssl.backend import keras, tf
 from keras_ssl.evaluation import CollapseWarning, HealthMonitor
 from keras_ssl.vision import SwAV
@@ -430,3 +430,38 @@ def test_collapse_monitor_defaults_and_errors():
     monitor = HealthMonitor("no_such_metric")
     with pytest.raises(ValueError, match="no_such_metric.*pick one of them"):
         monitor.on_epoch_end(0, {"loss": 1.0})
+
+
+# --------------------------------------------------------------------------------------------
+# Cluster assignments
+
+
+def test_assign_prototypes_is_the_argmax_of_the_prototype_scores(trained):
+    model = trained[0]
+    x = images(n=10, size=16, seed=3)
+    z = model.project([tf.constant(x)], training=False)[0].numpy()  # unit-norm projections [10, 8]
+    expected = np.argmax(z @ model.prototypes.kernel.numpy(), axis=1)
+    assigned = model.assign_prototypes(x, batch_size=4)  # three batches, the last one partial
+    assert assigned.dtype == np.int64 and assigned.shape == (10,)
+    np.testing.assert_array_equal(assigned, expected)
+    with pytest.raises(ValueError, match=r"images \[n, H, W, C\]"):
+        model.assign_prototypes(x[..., 0])
+
+
+def test_cluster_purity_counts_majority_classes_and_warns_for_too_few_prototypes():
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    clusters = np.array([5, 5, 1, 1, 1, 0, 0, 1])  # cluster 5: {0, 0}, 1: {0, 1, 1, 2}, 0: {2, 2}
+    np.testing.assert_array_equal(evaluation.contingency(clusters, labels)[:, [0, 1, 5]],
+                                  [[0, 1, 2], [0, 2, 0], [2, 1, 0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # enough clusters: no warning
+        assert evaluation.cluster_purity(clusters, labels, num_clusters=6) == pytest.approx(6 / 8)
+    assert evaluation.cluster_purity(labels, labels) == 1.0
+    with pytest.warns(UserWarning, match="2 clusters for 3 classes.*at least 3 prototypes"):
+        evaluation.cluster_purity(np.array([0, 0, 0, 1, 1, 1, 1, 1]), labels, num_clusters=2)
+    with pytest.raises(ValueError, match="same shape"):
+        evaluation.cluster_purity(clusters[:3], labels)
+    with pytest.raises(ValueError, match="int ids >= 0.*np.unique"):
+        evaluation.cluster_purity(clusters, labels.astype(str))
+    with pytest.raises(ValueError, match="int ids >= 0"):
+        evaluation.cluster_purity(clusters - 1, labels)

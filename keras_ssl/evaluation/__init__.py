@@ -1,6 +1,7 @@
 """Evaluation of self-supervised encoders: k-NN, linear probes, collapse statistics and callbacks."""
 
 from keras_ssl.evaluation.callbacks import CollapseMonitor, CollapseWarning, KNNMonitor
+from keras_ssl.evaluation.clusters import cluster_purity, contingency
 from keras_ssl.evaluation.digits_protocol import (
     DIGITS_RECIPES,
     build_digits_method,
@@ -35,6 +36,8 @@ __all__ = [
     "HealthMonitor",
     "KNNMonitor",
     "build_digits_method",
+    "cluster_purity",
+    "contingency",
     "digits_encoder",
     "digits_multi_crop",
     "digits_report",

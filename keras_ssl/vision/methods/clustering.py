@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import List, Optional
 
+import numpy as np
+
 from keras_ssl import losses
 from keras_ssl.backend import keras, tf
 from keras_ssl.vision import heads as H
@@ -155,6 +157,18 @@ class SwAV(VisionSSLModel):
         """L2-normalised projections ``[batch, P]`` of every view (float32)."""
         features = self.encode_views(views, training)
         return [tf.math.l2_normalize(_f32(self.projection(f, training=training)), axis=-1) for f in features]
+
+    def assign_prototypes(self, images, batch_size: int = 256) -> np.ndarray:
+        """Each image's highest-scoring prototype, ``int64 [n]`` (no augmentation, inference mode):
+        the cluster SwAV puts it in. Score it against labels with
+        :func:`keras_ssl.evaluation.cluster_purity` (``num_clusters=model.prototypes.num_prototypes``)."""
+        images = np.asarray(images)
+        if images.ndim != 4:
+            raise ValueError(f"assign_prototypes takes images [n, H, W, C], got shape {images.shape}.")
+        out = [np.argmax(self.prototypes(self.project([tf.constant(images[i:i + batch_size])],
+                                                     training=False)[0]).numpy(), axis=1)
+               for i in range(0, len(images), int(batch_size))]
+        return np.concatenate(out).astype(np.int64) if out else np.zeros([0], np.int64)
 
     def codes(self, global_scores: tf.Tensor, queue: Optional[SupportSet]) -> tf.Tensor:
         """Sinkhorn codes ``[N, K]`` of the global batch's scores, with the queue's rows once it is used."""
