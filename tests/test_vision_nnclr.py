@@ -13,6 +13,7 @@ from tiny_vision import TINY_HEADS
 from keras_ssl import losses
 from keras_ssl.backend import keras, tf
 from keras_ssl.vision import NNCLR
+from keras_ssl.vision import heads as H
 from keras_ssl.vision.backbones import small_cnn
 from keras_ssl.vision.queue import SupportSet
 
@@ -180,3 +181,29 @@ def test_bad_input_names_the_problem():
         _model(queue_size=0)
     with pytest.raises(ValueError, match="temperature must be positive"):
         _model(temperature=0.0)
+    with pytest.raises(ValueError, match=r"prediction head outputs 4-d .* projection 8-d.*output_dim=8"):
+        _model(prediction=H.nnclr_prediction(16, 4))
+
+
+def test_health_monitor_catches_a_collapsed_projection_and_stops():
+    """A projection head frozen to one output (every image's embedding the same: the collapse NNCLR's
+    InfoNCE is meant to prevent) is caught by the monitor for NNCLR (embedding_std < 0.1 / sqrt(D)).
+    Identical *images* are not enough here: in training mode batch norm turns them into rounding
+    noise, and normalised noise looks spread (embedding_std 0.27 measured, 0.35 on varied images)."""
+    from keras_ssl.evaluation import CollapseWarning, HealthMonitor
+
+    collapsed = keras.Sequential([keras.layers.Dense(8, kernel_initializer="zeros", bias_initializer="ones",
+                                                     trainable=False)])
+    model = _model(projection=collapsed)
+    model.compile(optimizer=keras.optimizers.SGD(0.05))
+    monitor = HealthMonitor.for_model(model, patience=2, stop=True, per="batch")
+    assert monitor.metric == "embedding_std"
+    with pytest.warns(CollapseWarning, match=r"NNCLR: embedding_std = \S+ has stayed below"):
+        history = model.fit(_images(n=80), batch_size=BATCH, epochs=1, verbose=0, callbacks=[monitor]).history
+    assert len(monitor.collapsed_at) == 1 and history["embedding_std"][0] < monitor.threshold
+    assert model.optimizer.iterations.numpy() < 10  # stopped before the end of the epoch
+    healthy = _model()  # the same monitor leaves the tiny default heads alone
+    healthy.compile(optimizer=keras.optimizers.SGD(0.05))
+    quiet = HealthMonitor.for_model(healthy, patience=2, stop=True, per="batch")
+    healthy.fit(_images(n=80), batch_size=BATCH, epochs=1, verbose=0, callbacks=[quiet])
+    assert quiet.collapsed_at == [] and healthy.optimizer.iterations.numpy() == 10

@@ -92,6 +92,13 @@ class NNCLR(ProjectedMethod):
         super().__init__(encoder, augment, projection or H.nnclr_projection(), **kwargs)
         dim = int(self.projection.compute_output_shape((None, self.feature_dim))[-1])
         self.prediction = build_head(prediction or H.nnclr_prediction(output_dim=dim), dim)
+        predicted = int(self.prediction.compute_output_shape((None, dim))[-1])
+        if predicted != dim:
+            raise ValueError(
+                f"NNCLR's prediction head outputs {predicted}-d vectors but the projection {dim}-d ones; "
+                "they are compared by cosine, so the sizes must match, e.g. "
+                f"prediction=vision.heads.nnclr_prediction(output_dim={dim})."
+            )
         self.support_set = SupportSet(queue_size, dim, name="support_set")
         self.temperature = float(temperature)
 
