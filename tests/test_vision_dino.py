@@ -18,7 +18,7 @@ from keras_ssl.backend import keras, tf
 from keras_ssl.evaluation import CollapseWarning, HealthMonitor
 from keras_ssl.vision import DINO
 from keras_ssl.vision import heads as H
-from keras_ssl.vision.backbones import small_cnn
+from keras_ssl.vision.backbones import resnet18_cifar, small_cnn
 from keras_ssl.vision.methods._shared import structural_weights
 
 BATCH, SIZE = 8, 8
@@ -310,6 +310,23 @@ def test_multi_crop_views_train_the_student_on_all_crops():
     per_example, _ = losses.dino_cross_entropy(student, teacher, model.center.numpy(), 0.1, 0.04)
     expected, _ = _numpy_dino(student, teacher, model.center.numpy(), 0.1, 0.04)
     assert_close_to_scale(per_example.numpy(), expected)
+
+
+def test_resnet_backbone_trains_on_multi_crop_views():
+    """The CIFAR ResNet-18 (tiny width, any input size) as the encoder: global and local crops of
+    colour images, one step: the loss is finite and the encoder's weights move."""
+    keras.utils.set_random_seed(0)
+    encoder = resnet18_cifar(input_shape=(None, None, 3), width=4, name="tiny_resnet")
+    crops = augment.multi_crop.dino(global_size=16, local_size=8, num_local=2, seed=0)
+    model = DINO(encoder, augment=crops, **{**TINY_HEADS["DINO"](), "momentum": 0.9})
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    before = [w.numpy().copy() for w in model.encoder.trainable_weights]
+    images = np.random.default_rng(0).random((BATCH, 16, 16, 3)).astype(np.float32)
+    history = model.fit(images, batch_size=BATCH, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0])
+    moved = [float(np.abs(w.numpy() - b).max()) for w, b in zip(model.encoder.trainable_weights, before)]
+    assert max(moved) > 0
+    assert model.encoder(images[:2, :8, :8], training=False).shape == (2, 32)  # 8 * width features
 
 
 def test_hugging_face_vit_encoder_with_global_crops():
