@@ -10,10 +10,7 @@ import numpy as np
 
 def contingency(assignments, labels) -> np.ndarray:
     """``int64 [num_classes, num_clusters]``: how many items of each class fall in each cluster."""
-    assignments, labels = _checked(assignments, labels)
-    counts = np.zeros((labels.max() + 1, assignments.max() + 1), np.int64)
-    np.add.at(counts, (labels, assignments), 1)
-    return counts
+    return _counts(*_checked(assignments, labels))
 
 
 def cluster_purity(assignments, labels, num_clusters: Optional[int] = None) -> float:
@@ -31,7 +28,13 @@ def cluster_purity(assignments, labels, num_clusters: Optional[int] = None) -> f
                       f"cluster, so purity is at most the share of the {num_clusters} largest classes. Use "
                       f"at least {classes} prototypes (SwAV's num_prototypes; the paper: 3x the classes).",
                       UserWarning, stacklevel=2)
-    return float(contingency(assignments, labels).max(axis=0).sum() / len(labels))
+    return float(_counts(assignments, labels).max(axis=0).sum() / len(labels))
+
+
+def _counts(assignments: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    counts = np.zeros((labels.max() + 1, assignments.max() + 1), np.int64)
+    np.add.at(counts, (labels, assignments), 1)
+    return counts
 
 
 def _checked(assignments, labels):

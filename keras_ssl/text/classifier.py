@@ -37,6 +37,7 @@ from keras_ssl.optimizers import scale_learning_rates
 from keras_ssl.text.labelled import tokenize
 from keras_ssl.text.model import MaskedLanguageModel, mean_pool
 from keras_ssl.training import RatioMetric, SSLModel, replica_sum
+from keras_ssl.training.labels import asserted_class_ids
 from keras_ssl.training.metrics import MacroF1
 
 logger = logging.getLogger("keras_ssl")
@@ -235,13 +236,9 @@ class TextClassifier(SSLModel):
         features, labels, sample_weight = views["features"], views["labels"], views["sample_weight"]
         labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
         if not getattr(self, "_jit_compile", False):
-            negative = "A label is negative; class ids are 0..n-1."
-            too_large = (f"A label is >= num_labels={self.num_labels}; renumber the classes or raise "
-                         "num_labels.")
-            checks = [tf.debugging.assert_non_negative(labels, message=negative),
-                      tf.debugging.assert_less(labels, self.num_labels, message=too_large)]
-            with tf.control_dependencies(checks):  # checked before the loss op sees them (any op order)
-                labels = tf.identity(labels)
+            labels = asserted_class_ids(
+                labels, self.num_labels, "A label is negative; class ids are 0..n-1.",
+                f"A label is >= num_labels={self.num_labels}; renumber the classes or raise num_labels.")
         logits = self(features, training=training)
         ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
         weight = self._example_weights(labels, sample_weight)

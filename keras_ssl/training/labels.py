@@ -1,4 +1,4 @@
-"""Class-id labels shared by the classifiers of every modality (images, tables): their checks, in
+"""Class-id labels shared by the classifiers of every modality (images, tables, text): their checks, in
 NumPy (:func:`check_labels`) and in the graph, and the training that uses them (:class:`ClassIdLabelsMixin`).
 """
 
@@ -35,6 +35,16 @@ def check_labels(y, num_classes: int) -> np.ndarray:
             f"The labels contain no example of class(es) {missing[:20]} of {num_classes}: the classifier "
             "will not learn to predict them. Check the labels or the sampling.", UserWarning, stacklevel=3)
     return y
+
+
+def asserted_class_ids(labels: tf.Tensor, num_classes: int, negative: str, too_large: str) -> tf.Tensor:
+    """``labels`` (int tensor) asserted in ``[0, num_classes)`` in the graph, with the messages
+    ``negative`` / ``too_large``. The result depends on the asserts, so an op that reads it (the
+    cross-entropy kernel, with its own less helpful error) runs only after them, whatever the op order."""
+    checks = [tf.debugging.assert_non_negative(labels, message=negative),
+              tf.debugging.assert_less(labels, tf.constant(num_classes, labels.dtype), message=too_large)]
+    with tf.control_dependencies(checks):
+        return tf.identity(labels)
 
 
 class ClassIdLabelsMixin:
@@ -76,12 +86,8 @@ class ClassIdLabelsMixin:
         if not y.dtype.is_integer:
             raise ValueError(f"Labels must be integer class ids 0..{self.num_classes - 1}; got dtype "
                              f"{y.dtype.name}. {self.label_dtype_hint}")
-        y = tf.cast(y, tf.int64)
-        too_large = f"Labels must be class ids < num_classes={self.num_classes}."
-        checks = [tf.debugging.assert_non_negative(y, message="Labels must be class ids >= 0."),
-                  tf.debugging.assert_less(y, tf.constant(self.num_classes, tf.int64), message=too_large)]
-        with tf.control_dependencies(checks):  # checked before the loss op sees them
-            y = tf.identity(y)
+        y = asserted_class_ids(tf.cast(y, tf.int64), self.num_classes, "Labels must be class ids >= 0.",
+                               f"Labels must be class ids < num_classes={self.num_classes}.")
         return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
 
     def train_step(self, data):
