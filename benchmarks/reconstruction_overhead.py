@@ -8,14 +8,21 @@ Each keras_ssl step is timed against the plain Keras ``fit`` of the same network
   embedding spread);
 * ``RotationPrediction`` against a plain classifier ``encoder -> head`` fitted on the four rotations
   of each batch computed beforehand (``4 x batch`` images and labels): the extra is rotating inside
-  the step.
+  the step;
+* ``Colorization`` (regression, the default) against the same encoder and decoder as one Keras model
+  ``lightness -> ab / 110`` compiled with MSE, fitted on the Lab split of each image computed
+  beforehand: the extra is the RGB -> Lab conversion in the step and the metrics (ab error in Lab
+  units, embedding spread); ``Colorization(loss="classification")`` against that model with one
+  output channel per ab cell and sparse cross-entropy on each pixel's nearest cell (precomputed): the
+  extra also holds the soft targets on the 5 nearest cells, found in the step, and the rebalancing.
 
 Every path builds the same encoder (``small_cnn``, width 16, 32x32x1) and decoder/head from one seed
-and trains with Adam 1e-3 on the same random images; steps are timed one by one inside one ``fit``
-(:class:`step_timer.StepTimer`) after ``--warmup`` steps, and the paths run interleaved for
-``--rounds`` rounds in one process, so a busy machine slows them alike. Reports the median step time
-and its ratio to the plain Keras path. Run: ``python benchmarks/reconstruction_overhead.py``
-(``--quick`` for a smoke run); writes ``benchmarks/results/reconstruction_overhead.json``.
+and trains with Adam 1e-3 on the same random images (colour ones for colorization); steps are timed
+one by one inside one ``fit`` (:class:`step_timer.StepTimer`) after ``--warmup`` steps, and the
+paths run interleaved for ``--rounds`` rounds in one process, so a busy machine slows them alike.
+Reports the median step time and its ratio to the plain Keras path. Run:
+``python benchmarks/reconstruction_overhead.py`` (``--quick`` for a smoke run, ``--paths`` for a
+subset); writes ``benchmarks/results/reconstruction_overhead.json``.
 """
 
 from __future__ import annotations
@@ -46,6 +53,34 @@ def _timed_fit(model, data, steps: int):
     timer = StepTimer()
     model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer])
     return timer.seconds
+
+
+def colour_images(images: np.ndarray) -> np.ndarray:
+    """Random RGB images ``[n, 32, 32, 3]`` with the grayscale set's seed (same count)."""
+    return np.random.default_rng(1).random((len(images), *images.shape[1:3], 3)).astype(np.float32)
+
+
+def _keras_colorization(encoder, rgb: np.ndarray, batch: int, classes: bool):
+    """The colorization network as one Keras model on the Lab split computed beforehand."""
+    from keras_ssl.backend import keras, tf
+    from keras_ssl.vision.color import ab_gamut, rgb_to_lab
+    from keras_ssl.vision.decoders import pixel_decoder
+
+    centres = ab_gamut()
+    lab = rgb_to_lab(tf.constant(rgb)).numpy()
+    lightness, ab = lab[..., :1] / 100.0, lab[..., 1:]
+    if classes:
+        distance = ((ab[..., None, :] - centres) ** 2).sum(-1)
+        target, channels = distance.argmin(-1).astype(np.int32), len(centres)
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    else:
+        target, channels, loss = (ab / 110.0).astype(np.float32), 2, "mse"
+    dim = int(encoder.outputs[0].shape[-1])
+    decoder = pixel_decoder(dim, (32, 32, channels), 32, condition_channels=1, output_activation=None)
+    inputs = keras.Input((32, 32, 1))
+    model = keras.Model(inputs, decoder([encoder(inputs), inputs]))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+    return model, tf.data.Dataset.from_tensor_slices((lightness, target)).batch(batch).repeat()
 
 
 def measure(path: str, images: np.ndarray, batch: int, steps: int, warmup: int) -> float:
@@ -85,6 +120,14 @@ def measure(path: str, images: np.ndarray, batch: int, steps: int, warmup: int) 
         model = vision.RotationPrediction(encoder)
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
         data = tf.data.Dataset.from_tensor_slices(images).batch(batch).repeat()
+    elif path.startswith("keras_colorization"):
+        model, data = _keras_colorization(encoder, colour_images(images), batch,
+                                          classes=path.endswith("classes"))
+    elif path.startswith("colorization"):
+        loss = path.split(":")[1] if ":" in path else "regression"
+        model = vision.Colorization(encoder, loss=loss)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        data = tf.data.Dataset.from_tensor_slices(colour_images(images)).batch(batch).repeat()
     else:
         raise ValueError(f"unknown path {path!r}")
     seconds = _timed_fit(model, data, total)
@@ -98,6 +141,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3, help="all paths N times, interleaved")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--paths", nargs="+", default=None, help="only these paths (default: all)")
     parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results",
                                                          "reconstruction_overhead.json"))
     args = parser.parse_args()
@@ -108,7 +152,13 @@ def main() -> None:
     quiet()
     images = np.random.default_rng(0).random((args.batch * 8, 32, 32, 1)).astype(np.float32)
     paths = (["keras_autoencoder"] + [f"autoencoder:{c}" if c else "autoencoder" for c in CORRUPTIONS]
-             + ["keras_rotation", "rotation"])
+             + ["keras_rotation", "rotation", "keras_colorization", "colorization",
+                "keras_colorization_classes", "colorization:classification"])
+    if args.paths:
+        unknown = sorted(set(args.paths) - set(paths))
+        if unknown:
+            parser.error(f"unknown paths {unknown}; choose from {paths}")
+        paths = [p for p in paths if p in args.paths]
     seconds = {p: [] for p in paths}
     start = time.perf_counter()
     for _ in range(args.rounds):
@@ -118,8 +168,9 @@ def main() -> None:
     median = {p: statistics.median(s) for p, s in seconds.items()}
     lines = ["| path | median step ms | vs plain Keras |", "|---|---|---|"]
     for p in paths:
-        base = median["keras_rotation" if "rotation" in p else "keras_autoencoder"]
-        lines.append(f"| {p} | {median[p] * 1000:.1f} | {median[p] / base:.2f}x |")
+        base = median.get(_baseline(p))
+        ratio = f"{median[p] / base:.2f}x" if base else "–"
+        lines.append(f"| {p} | {median[p] * 1000:.1f} | {ratio} |")
     table = "\n".join(lines)
     print(table)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
@@ -128,6 +179,15 @@ def main() -> None:
                    "load_average_at_end": os.getloadavg(),
                    "total_wall_s": round(time.perf_counter() - start, 1),
                    "median_step_s": median, "step_s_per_round": seconds, "table": table}, f, indent=2)
+
+
+def _baseline(path: str) -> str:
+    """The plain Keras path a keras_ssl path is compared with."""
+    if "rotation" in path:
+        return "keras_rotation"
+    if "colorization" in path:
+        return "keras_colorization_classes" if "class" in path else "keras_colorization"
+    return "keras_autoencoder"
 
 
 if __name__ == "__main__":
