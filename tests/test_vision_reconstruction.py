@@ -187,6 +187,12 @@ def test_colorization_regression_and_rebalanced_classification_losses():
         total += -w[near[0]] * np.sum(soft * log_p[near])
     ours = clf._soft_cross_entropy(tf.constant(logits), target[..., 1:]).numpy()
     np.testing.assert_allclose(ours[0, 0, 0] + ours[3, 5, 7] + ours[7, 11, 2], total, rtol=1e-4)
+    # colours decode with the annealed mean: softmax(log p / T) weights the cell centres
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    annealed = np.exp(log_p / 0.38)
+    annealed /= annealed.sum(-1, keepdims=True)
+    np.testing.assert_allclose(clf._decode_ab(tf.constant(logits)).numpy(), annealed @ centres, rtol=1e-4,
+                               atol=1e-3)
     assert clf.colorize(RGB).shape == RGB.shape and clf.colorize(RGB[..., :1]).shape == RGB.shape
 
 
