@@ -12,9 +12,11 @@
 * ``hf_forward+loss`` and ``hf_gradients``: the same through ``TFViTMAEForPreTraining.call`` and its
   built-in loss, the documented path.
 
-Every piece is called ``--calls`` times after two warm-up calls, interleaved over ``--rounds`` rounds;
-the median is reported, with its share of ``step``. Differences between rows estimate the cost of
-one part (e.g. ``gradients - forward+loss`` is the backward pass). Run:
+Every piece is called ``--calls`` times after two warm-up calls, interleaved over ``--rounds`` rounds
+(odd rounds in reverse order, so no piece always runs first); the median is reported, with its share of
+``step``. ``--pieces`` times only some pieces (an A/B of ``gradients`` and ``hf_gradients``, say).
+Differences between rows estimate the cost of one part (e.g. ``gradients - forward+loss`` is the
+backward pass). Run:
 ``python benchmarks/mae_breakdown.py`` (``--size small``, ``--batch``; ``--quick`` for a smoke run);
 writes ``benchmarks/results/mae_breakdown.json``.
 """
@@ -96,6 +98,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--pieces", nargs="+", default=None, help="only these pieces (default: all)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results",
                                                          "mae_breakdown.json"))
@@ -106,12 +109,17 @@ def main() -> None:
 
     quiet()
     fns = pieces(args.size, args.image_size, args.patch_size, args.batch)
+    if args.pieces:
+        unknown = sorted(set(args.pieces) - set(fns))
+        if unknown:
+            parser.error(f"unknown pieces {unknown}; choose from {list(fns)}")
+        fns = {name: fn for name, fn in fns.items() if name in args.pieces}
     for fn in fns.values():  # trace and warm up
         fn(), fn()
     seconds = {name: [] for name in fns}
     start = time.perf_counter()
-    for _ in range(args.rounds):
-        for name, fn in fns.items():
+    for round_ in range(args.rounds):
+        for name, fn in (list(fns.items())[::-1] if round_ % 2 else fns.items()):
             for _ in range(args.calls):
                 t = time.perf_counter()
                 np.asarray(fn())  # waits for the result
@@ -119,7 +127,8 @@ def main() -> None:
     median = {name: statistics.median(s) for name, s in seconds.items()}
     lines = ["| piece | median ms | share of step |", "|---|---|---|"]
     for name, value in median.items():
-        lines.append(f"| {name} | {value * 1000:.1f} | {value / median['step']:.0%} |")
+        share = f"{value / median['step']:.0%}" if "step" in median else "–"
+        lines.append(f"| {name} | {value * 1000:.1f} | {share} |")
     table = "\n".join(lines)
     print(table)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
