@@ -24,13 +24,12 @@ writes ``benchmarks/results/mae_breakdown.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import time
 
 import numpy as np
+from results_file import write_results
 
 
 def pieces(size: str, image_size: int, patch_size: int, batch: int) -> dict:
@@ -131,12 +130,7 @@ def main() -> None:
         lines.append(f"| {name} | {value * 1000:.1f} | {share} |")
     table = "\n".join(lines)
     print(table)
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump({"config": vars(args), "machine": platform.platform(), "cpus": os.cpu_count(),
-                   "load_average_at_end": os.getloadavg(),
-                   "total_wall_s": round(time.perf_counter() - start, 1), "median_s": median,
-                   "table": table}, f, indent=2)
+    write_results(args.output, args, start, median_s=median, table=table)
 
 
 if __name__ == "__main__":

@@ -28,13 +28,12 @@ subset); writes ``benchmarks/results/reconstruction_overhead.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import time
 
 import numpy as np
+from results_file import write_results
 
 CORRUPTIONS = [None, "gaussian", "salt_and_pepper", "erasing", "patches"]
 
@@ -173,12 +172,7 @@ def main() -> None:
         lines.append(f"| {p} | {median[p] * 1000:.1f} | {ratio} |")
     table = "\n".join(lines)
     print(table)
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump({"config": vars(args), "machine": platform.platform(), "cpus": os.cpu_count(),
-                   "load_average_at_end": os.getloadavg(),
-                   "total_wall_s": round(time.perf_counter() - start, 1),
-                   "median_step_s": median, "step_s_per_round": seconds, "table": table}, f, indent=2)
+    write_results(args.output, args, start, median_step_s=median, step_s_per_round=seconds, table=table)
 
 
 def _baseline(path: str) -> str:
