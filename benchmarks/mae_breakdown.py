@@ -49,13 +49,12 @@ def pieces(size: str, image_size: int, patch_size: int, batch: int) -> dict:
 
     fixed_noise = noise()
 
-    def loss(logits, mask):
-        per_patch = tf.reduce_mean(tf.square(logits - mae.targets(images)), axis=-1)
-        return tf.reduce_mean(tf.reduce_sum(per_patch * mask, -1) / tf.reduce_sum(mask, -1))
+    def loss():
+        return mae.ssl_loss(images, fixed_noise, training=True)[0]  # what MAE's step computes
 
     def gradients():
         with tf.GradientTape() as tape:
-            value = loss(*mae.forward(images, fixed_noise, training=True))
+            value = loss()
         return value, tape.gradient(value, model.trainable_variables)
 
     def used(value, grads):
@@ -78,7 +77,7 @@ def pieces(size: str, image_size: int, patch_size: int, batch: int) -> dict:
         "encoder": lambda: model.vit(pixel_values=_pixel_values(images), noise=fixed_noise,
                                      training=True).last_hidden_state,
         "encoder+decoder": lambda: mae.forward(images, fixed_noise, training=True)[0],
-        "forward+loss": lambda: loss(*mae.forward(images, fixed_noise, training=True)),
+        "forward+loss": loss,
         "gradients": lambda: used(*gradients()),
         "step": step,
         "hf_forward+loss": lambda: model(pixel_values=_pixel_values(images), noise=fixed_noise,
