@@ -318,11 +318,11 @@ def test_swav_pretrains_an_any_size_encoder(trained_swav):
     assert_clean(done.stderr)
 
 
-@pytest.mark.parametrize("method", ["nnclr", "dino", "autoencoder", "rotation"])
+@pytest.mark.parametrize("method", ["nnclr", "dino", "autoencoder", "rotation", "jigsaw"])
 def test_every_vision_method_builds_and_trains_from_its_arguments(method):
     """The methods not run end to end below: built from parsed arguments, one step, metrics finite."""
     from keras_ssl.backend import keras
-    from keras_ssl.cli.vision import MULTI_CROP, build_method
+    from keras_ssl.cli.vision import ANY_SIZE, build_method
 
     args = build_parser().parse_args(["vision", "pretrain", "--images", "x", "--output", "o", *VISION_ARGS,
                                       "--queue-size", "32", "--out-dim", "32", "--local-crops", "2"])
@@ -333,7 +333,7 @@ def test_every_vision_method_builds_and_trains_from_its_arguments(method):
     images = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
     history = model.fit(images, batch_size=8, epochs=1, verbose=0).history
     assert all(np.isfinite(v[-1]) for v in history.values()), history
-    size = None if method in MULTI_CROP else 16
+    size = None if method in ANY_SIZE else 16
     assert model.encoder.inputs[0].shape[1:] == (size, size, 3)
 
 

@@ -43,7 +43,7 @@ def test_every_vision_method_lives_in_its_family_module():
     families = {"contrastive": {"SimCLR", "MoCo", "NNCLR"}, "self_distillation": {"BYOL", "SimSiam", "DINO"},
                 "clustering": {"SwAV"}, "redundancy_reduction": {"BarlowTwins", "VICReg"},
                 "masked_image_modeling": {"MAE"}, "reconstruction": {"Autoencoder", "Colorization"},
-                "transformation_prediction": {"RotationPrediction"}}
+                "transformation_prediction": {"RotationPrediction", "Jigsaw"}}
     for family, names in families.items():
         for name in names:
             assert getattr(vision, name).__module__ == f"keras_ssl.vision.methods.{family}", name

@@ -16,7 +16,7 @@ from numerics import STEP_RTOL, close
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "vision_replicas.py")
 METHODS = {"SimCLR", "MoCo", "NNCLR", "BYOL", "SimSiam", "DINO", "SwAV", "BarlowTwins", "VICReg",
-           "Autoencoder", "RotationPrediction", "Colorization", "MAE"}
+           "Autoencoder", "RotationPrediction", "Colorization", "MAE", "Jigsaw"}
 
 
 def test_two_replicas_match_one_for_every_method():

@@ -40,8 +40,9 @@ MIN_GAINS = {"autoencoder": (MIN_NN_GAIN, 0.05), "rotation": (0.0, 0.03)}
 HALF_EPOCHS = ("simclr", "moco", "barlow_twins")
 
 
-# SwAV and NNCLR: tests/test_vision_learning_multicrop.py (DINO's digits recipe does not beat random init).
-METHODS_TESTED_HERE = sorted(m for m in DIGITS_RECIPES if m not in ("swav", "dino", "nnclr"))
+# SwAV, DINO and NNCLR: tests/test_vision_learning_multicrop.py. Jigsaw solves its puzzles
+# (tests/test_vision_jigsaw.py) but its digits features stay near random init's (docs/vision.md).
+METHODS_TESTED_HERE = sorted(m for m in DIGITS_RECIPES if m not in ("swav", "dino", "nnclr", "jigsaw"))
 
 
 @pytest.mark.slow

@@ -19,16 +19,21 @@ TINY_HEADS = {
     "Autoencoder": lambda: dict(decoder_width=4, corruption=augment.GaussianNoise(0.1, seed=0), loss="bce"),
     "RotationPrediction": lambda: dict(head=H.rotation_head(8)),
     "Colorization": lambda: dict(decoder_width=4),
+    "Jigsaw": lambda: dict(grid=2, num_permutations=24, head=H.jigsaw_head(24, 8), seed=0),
 }
 
 # Channels of the images a method trains on, where they differ from its encoder's input
 # (colorization's encoder sees the lightness of colour images).
 IMAGE_CHANNELS = {"Colorization": 3}
+# Image sides per encoder side, where they differ: a 2x2 jigsaw's tiles are the encoder's input.
+IMAGE_SCALE = {"Jigsaw": 2}
 
 
 def tiny_images(name, rng, batch, size):
-    """Float images ``[batch, size, size, C]`` in ``[0, 1]`` for ``name`` (C: 1; 3 for colorization)."""
-    return rng.random((batch, size, size, IMAGE_CHANNELS.get(name, 1))).astype("float32")
+    """Float images ``[batch, S, S, C]`` in ``[0, 1]`` for ``name``'s encoder of side ``size`` (S: ``size``;
+    twice it for the jigsaw; C: 1; 3 for colorization)."""
+    side = size * IMAGE_SCALE.get(name, 1)
+    return rng.random((batch, side, side, IMAGE_CHANNELS.get(name, 1))).astype("float32")
 
 
 # A two-layer ViT-MAE of width 16 (4x4 patches): the MAE counterpart of the tiny heads above.

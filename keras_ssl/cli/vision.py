@@ -3,11 +3,12 @@
 Images come from a folder (read recursively; subfolders ignored as labels) or a tensorflow-datasets
 name; the method's augmentation preset makes the views (BYOL: ``augment.byol``, MoCo:
 ``augment.moco_v2``, SwAV: ``augment.multi_crop``, DINO: ``augment.multi_crop.dino``, the
-autoencoder and RotNet: none (their own corruption / rotations), the others: ``augment.simclr``).
+autoencoder, RotNet and Jigsaw: none (their own corruption / rotations / tiles), the others:
+``augment.simclr``).
 The trained encoder, a plain Keras model ``images [batch, H, W, C] -> features [batch, D]``, is
 saved as ``OUTPUT/encoder.keras``, which ``keras-ssl export`` turns into a SavedModel. The
-multi-crop methods (SwAV, DINO) train an encoder that takes any image size; ``run.json`` records
-``--image-size``, the size the export serves.
+multi-crop methods (SwAV, DINO) and Jigsaw (whose encoder embeds tiles) train an encoder that takes any
+image size; ``run.json`` records ``--image-size``, the size the export serves.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from keras_ssl.cli.errors import UserError
 from keras_ssl.cli.options import add_run_options, non_negative_int, positive_float, positive_int
 
 METHODS = ("simclr", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "nnclr", "swav", "dino",
-           "autoencoder", "rotation")
+           "autoencoder", "rotation", "jigsaw")
 #: Methods whose views are multi-crop sets of two sizes: their encoder takes any image size.
 MULTI_CROP = ("swav", "dino")
+#: Methods whose encoder takes any image size: the multi-crop ones, and Jigsaw (it embeds tiles).
+ANY_SIZE = MULTI_CROP + ("jigsaw",)
 BACKBONES = ("small_cnn", "resnet18")
 ENCODER_FILE = "encoder.keras"
 
@@ -97,7 +100,7 @@ def build_method(args, channels: int, total_steps: int):
     from keras_ssl.vision import backbones
     from keras_ssl.vision import heads as H
 
-    any_size = args.method in MULTI_CROP
+    any_size = args.method in ANY_SIZE
     shape = (None if any_size else args.image_size,) * 2 + (channels,)
     if args.backbone == "resnet18":
         encoder = backbones.resnet18_cifar(shape, width=args.width or 64)
@@ -111,6 +114,8 @@ def build_method(args, channels: int, total_steps: int):
     if args.method == "moco":
         return vision.MoCo(encoder, augment.moco_v2(size, seed=seed), queue_size=args.queue_size,
                            projection=H.moco_projection(hidden, out))
+    if args.method == "jigsaw":
+        return vision.Jigsaw(encoder, seed=seed, head=H.jigsaw_head(1000, hidden))
     if any_size:
         local = args.local_size or max(size // 2, 1)
         crops = augment.multi_crop.dino if args.method == "dino" else augment.multi_crop

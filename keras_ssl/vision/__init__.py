@@ -12,6 +12,7 @@ from keras_ssl.vision.methods import (
     Autoencoder,
     BarlowTwins,
     Colorization,
+    Jigsaw,
     MoCo,
     RotationPrediction,
     SimCLR,
@@ -19,6 +20,7 @@ from keras_ssl.vision.methods import (
     SwAV,
     VICReg,
     ab_prior,
+    jigsaw_permutations,
 )
 from keras_ssl.vision.render import ReconstructionImages, render_reconstructions
 
@@ -27,3 +29,4 @@ __all__ = ["BYOL", "BarlowTwins", "MoCo", "SimCLR", "SimSiam", "VICReg", "Vision
 __all__ += ["MAE", "Autoencoder", "Colorization", "ImageClassifier", "ReconstructionImages",
             "RotationPrediction", "ab_prior", "color", "decoders", "render_reconstructions"]
 __all__ += ["DINO", "NNCLR", "SwAV"]
+__all__ += ["Jigsaw", "jigsaw_permutations"]

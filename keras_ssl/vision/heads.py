@@ -144,6 +144,13 @@ def rotation_head(hidden_dim: int = 256, num_rotations: int = 4, **kwargs) -> ML
     return MLPHead((hidden_dim,), num_rotations, **kwargs)
 
 
+def jigsaw_head(num_permutations: int = 1000, hidden_dim: int = 1024, **kwargs) -> MLPHead:
+    """Jigsaw's classifier on the tiles' concatenated features: ``hidden -> BN -> ReLU -> N`` logits, one
+    per permutation (the paper's fc7 -> fc8, with 4096 hidden units on 1024-d tile features)."""
+    kwargs.setdefault("name", "jigsaw_head")
+    return MLPHead((hidden_dim,), num_permutations, **kwargs)
+
+
 def nnclr_projection(hidden_dim: int = 2048, output_dim: int = 256, num_layers: int = 3, **kwargs) -> MLPHead:
     """NNCLR's projector: ``num_layers`` layers, ``2048 -> BN -> ReLU -> 2048 -> BN -> ReLU -> 256 -> BN``."""
     kwargs.setdefault("name", "nnclr_projection")
@@ -260,6 +267,7 @@ __all__ = [
     "byol_prediction",
     "byol_projection",
     "dino_head",
+    "jigsaw_head",
     "moco_projection",
     "nnclr_prediction",
     "nnclr_projection",
