@@ -81,8 +81,9 @@ DIGITS_RECIPES: Dict[str, Dict[str, Any]] = {
     # continuity), 100 permutations, per-tile normalisation. Seed 0 (shifted probe / 1-NN; random init
     # 0.575 / 0.787): 6-px tiles 0.580 / 0.819; 8-px tiles 0.572 / 0.795, without normalisation 0.464 /
     # 0.747, 2x2 grid 0.540 / 0.754, digits translated by up to 4 px first 0.546 / 0.788; 1,000
-    # permutations with 2 px shifts 0.527 / 0.750. The puzzles are solved (~85 %), but the features gain
-    # little on digits, whose tiles are mostly blank: the shifted probe stays at random init's level.
+    # permutations with 2 px shifts 0.527 / 0.750. The puzzles are solved (~85 %), but over seeds 0, 1, 2
+    # the features are no better than random init (shifted probe 0.537 +- 0.033 against 0.598, 1-NN
+    # 0.790 against 0.794): a digit's tiles are mostly blank (docs/vision.md).
     "jigsaw": {"epochs": 20, "batch_size": 64, "learning_rate": 3e-3, "grid": 3, "num_permutations": 100,
                "hidden_dim": 128, "normalize_tiles": True, "max_shift": 0, "tile_size": 6},
     # Multi-crop (SwAV, DINO) and nearest-neighbour (NNCLR) methods. Their views are digits views
