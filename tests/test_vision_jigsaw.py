@@ -152,3 +152,29 @@ def test_jigsaw_solves_held_out_digit_puzzles(digits_data):
     _, health = model.ssl_loss(puzzles, labels, training=False)
     print("loss", losses, "held-out jigsaw accuracy", float(health["jigsaw_accuracy"]))
     assert float(health["jigsaw_accuracy"]) > MIN_HELD_OUT_ACCURACY
+
+
+def test_render_shows_puzzles_and_solutions_without_advancing_the_draws():
+    from keras_ssl.vision.methods import transformation_prediction as tp
+
+    images = np.random.default_rng(4).random((3, 30, 30, 1)).astype(np.float32)  # 10-px cells
+    model = vision.Jigsaw(any_size_encoder(), grid=3, num_permutations=50, tile_size=6,
+                          head=vision.heads.jigsaw_head(50, 8), seed=3)
+    state = model.draws.rng_state.numpy().copy()
+    grid = vision.render_reconstructions(model, images)
+    assert grid.shape == (90, 90, 3) and grid.dtype == np.uint8
+    np.testing.assert_array_equal(model.draws.rng_state.numpy(), state)  # training draws untouched
+    # a head that always names the true permutation: "solved" puts every tile back in its own cell
+    draws = model.draws.uniform(3, tf.constant([tp._RENDER_STEP, 0, 0], tf.int64), 19)
+    labels = model._puzzles(tf.constant(images), draws)[1]
+    model.head = lambda x, training=False: tf.one_hot(labels, 50) * 10.0
+    titles, panels = zip(*model.reconstruction_panels(images))
+    assert titles == ("original", "puzzle", "solved")
+    solved = np.asarray(panels[2])
+    for b in range(3):
+        for cell in range(9):
+            top, left = 10 * (cell // 3), 10 * (cell % 3)
+            shown = solved[b, top + 2:top + 8, left + 2:left + 8]  # centred in the cell
+            assert any(np.array_equal(images[b, top + dy:top + dy + 6, left + dx:left + dx + 6], shown)
+                       for dy in range(5) for dx in range(5)), (b, cell)
+    assert not np.array_equal(np.asarray(panels[1]), solved)  # the puzzle itself is shuffled

@@ -1,4 +1,5 @@
-"""See what a reconstruction pretext learned: inputs, corrupted inputs and outputs in one image."""
+"""See what a reconstruction pretext learned: inputs, corrupted inputs and outputs in one image (and the
+jigsaw: images, puzzles and the model's solutions)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ def render_reconstructions(model, images, n_images: int = 8, path: Optional[str]
     """One row per image, one column per panel of ``model.reconstruction_panels``.
 
     Autoencoder: original | corrupted (if it corrupts) | reconstruction; Colorization: lightness |
-    colourised | original. ``images``: ``[batch, H, W, C]`` uint8 or float ``[0, 1]``; the first
-    ``n_images`` are used. Returns ``uint8 [n * H, panels * W, 3]``; writes a PNG to ``path`` if given.
+    colourised | original; Jigsaw: original | puzzle | solved by the model. ``images``:
+    ``[batch, H, W, C]`` uint8 or float ``[0, 1]``; the first ``n_images`` are used. Returns
+    ``uint8 [n * H, panels * W, 3]``; writes a PNG to ``path`` if given.
     """
     panels = getattr(model, "reconstruction_panels", None)
     if panels is None:
         raise ValueError(f"{type(model).__name__} does not produce images; render_reconstructions takes "
-                         "a model that reconstructs them (vision.Autoencoder, vision.Colorization).")
+                         "a model that reconstructs them (vision.Autoencoder, vision.Colorization) or "
+                         "solves puzzles (vision.Jigsaw).")
     columns = panels(tf.convert_to_tensor(images)[:n_images])
     return image_grid([images for _, images in columns], path)
 

@@ -195,18 +195,53 @@ class Jigsaw(SingleImageMethod):
     def pretext(self, inputs, training: bool):
         """``(puzzles [batch, T, tile, tile, C], permutation labels int32 [batch])``."""
         images = self.augmented(self._check_images(inputs), training)
+        draws = self.draws.draw(tf.shape(images)[0], 1 + 2 * self.num_tiles)
+        puzzles, labels = self._puzzles(images, draws)
+        return self._normalized(puzzles), labels
+
+    def _puzzles(self, images: tf.Tensor, draws: tf.Tensor):
+        """Unnormalised puzzles and their labels from uniforms ``draws [batch, 1 + 2T]``."""
         cell_h, cell_w, tile = self._geometry(images)
-        batch, t = tf.shape(images)[0], self.num_tiles
-        u = self.draws.draw(batch, 1 + 2 * t)
-        labels = tf.minimum(tf.cast(u[:, 0] * self.num_permutations, tf.int32), self.num_permutations - 1)
-        offset_y = tf.cast(u[:, 1:1 + t] * (cell_h - tile + 1), tf.int32)  # [batch, T], in [0, cell - tile]
-        offset_x = tf.cast(u[:, 1 + t:] * (cell_w - tile + 1), tf.int32)
+        t = self.num_tiles
+        labels = tf.minimum(tf.cast(draws[:, 0] * self.num_permutations, tf.int32), self.num_permutations - 1)
+        offset_y = tf.cast(draws[:, 1:1 + t] * (cell_h - tile + 1), tf.int32)  # [batch, T], 0..cell - tile
+        offset_x = tf.cast(draws[:, 1 + t:] * (cell_w - tile + 1), tf.int32)
         tiles = cut_tiles(images, self.grid, (cell_h, cell_w), tile, offset_y, offset_x)
-        if self.normalize_tiles:
-            mean, variance = tf.nn.moments(tiles, axes=[2, 3, 4], keepdims=True)
-            tiles = (tiles - mean) * tf.math.rsqrt(variance + _TILE_VARIANCE_FLOOR)
-        puzzles = tf.gather(tiles, tf.gather(self.permutations, labels), batch_dims=1)
-        return puzzles, labels
+        return tf.gather(tiles, tf.gather(self.permutations, labels), batch_dims=1), labels
+
+    def _normalized(self, puzzles: tf.Tensor) -> tf.Tensor:
+        if not self.normalize_tiles:
+            return puzzles
+        mean, variance = tf.nn.moments(puzzles, axes=[2, 3, 4], keepdims=True)
+        return (puzzles - mean) * tf.math.rsqrt(variance + _TILE_VARIANCE_FLOOR)
+
+    def reconstruction_panels(self, images) -> list:
+        """``[(title, float32 [n, H, W, C])]`` for :func:`keras_ssl.vision.render_reconstructions`: the
+        image, its puzzle (tiles in shuffled order, each in its cell) and the puzzle solved by the model
+        (each tile moved to the cell the predicted permutation says it came from). The puzzles are fixed
+        draws: rendering does not advance the training draws."""
+        images = self._check_images(images)
+        cell_h, cell_w, tile = self._geometry(images)
+        draws = self.draws.uniform(tf.shape(images)[0], tf.constant([_RENDER_STEP, 0, 0], tf.int64),
+                                   1 + 2 * self.num_tiles)
+        puzzles, _ = self._puzzles(images, draws)
+        shape = puzzles.shape
+        features = self.encoder(tf.reshape(self._normalized(puzzles), [-1, *shape[2:]]), training=False)
+        logits = self.head(tf.reshape(features, [-1, self.num_tiles * self.feature_dim]), training=False)
+        solved_cells = tf.gather(self.permutations, tf.argmax(logits, axis=-1, output_type=tf.int32))
+        in_order = tf.broadcast_to(tf.range(self.num_tiles), tf.shape(solved_cells))
+
+        def layout(cells):
+            canvas = np.full(images.shape, 0.5, np.float32)  # gray shows the gaps between tiles
+            p, c = puzzles.numpy(), cells.numpy()
+            for b in range(p.shape[0]):
+                for k in range(self.num_tiles):
+                    top = (c[b, k] // self.grid) * cell_h + (cell_h - tile) // 2
+                    left = (c[b, k] % self.grid) * cell_w + (cell_w - tile) // 2
+                    canvas[b, top:top + tile, left:left + tile] = p[b, k]
+            return canvas
+
+        return [("original", images), ("puzzle", layout(in_order)), ("solved", layout(solved_cells))]
 
     def ssl_loss(self, puzzles, labels, training):
         shape = puzzles.shape
@@ -222,6 +257,8 @@ class Jigsaw(SingleImageMethod):
         }
 
 
+# The step counter of rendered puzzles: fixed, and far from any step that training reaches.
+_RENDER_STEP = 1 << 62
 # Per-tile normalisation divides by sqrt(variance + this): an almost blank tile (a digit's empty corner)
 # is scaled up at most 10x on the [0, 1] scale instead of turning faint noise into strokes.
 _TILE_VARIANCE_FLOOR = 0.01
