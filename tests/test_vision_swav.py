@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 import pytest
 from crash import CrashAtStep
-from numerics import STEP_RTOL, assert_close_to_scale, close
+from numerics import RESUME_RTOL, STEP_RTOL, assert_close_to_scale, close, state_difference
 
 from keras_ssl import augment as A
 from keras_ssl import evaluation, losses
@@ -201,10 +201,11 @@ def test_killed_run_resumes_bit_for_bit(trained, tmp_path):
     assert sorted(a) == sorted(b)
     names = " ".join(a)
     assert "queue" in names and "filled" in names and names.count("rng_state") == 3 * 4  # 3 views x 4 ops
-    worst = max(float(np.max(np.abs(a[k].astype(np.float64) - b[k].astype(np.float64)), initial=0))
-                for k in a)
-    print(f"swav resumed: {len(a)} variables, max |resumed - uninterrupted| = {worst:.3g}")
-    assert worst == 0.0  # measured: bit for bit
+    worst = state_difference(a, b)
+    print(f"swav resumed: {len(a)} variables, max |resumed - uninterrupted| / max |value| = {worst:.3g}")
+    assert worst <= RESUME_RTOL  # measured: 0 (bit for bit), once 4.7e-10 absolute with oneDNN off
+    # the bound catches a state two steps behind (the crashed run's): the size of a training step
+    assert state_difference(a, _state(crashed)) > 1e3 * RESUME_RTOL
 
 
 # XLA compilation dominates (~35-65 s on a busy 2-core CPU): marked slow like test_precision's jit cases.
