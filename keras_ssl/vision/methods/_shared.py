@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from keras_ssl import losses
 from keras_ssl.backend import keras, tf
 from keras_ssl.vision.base import Augment, VisionSSLModel, clone_network
 from keras_ssl.vision.ema import cosine_momentum, ema_update
@@ -49,6 +50,19 @@ class SingleImageMethod(VisionSSLModel):
     def augmented(self, images: tf.Tensor, training: bool) -> tf.Tensor:
         """``images`` through ``augment`` (unchanged without one)."""
         return images if self.augment is None else self.augment(images, training=training)
+
+    def classification_loss(self, logits: tf.Tensor, labels: tf.Tensor, features: tf.Tensor,
+                            accuracy_name: str):
+        """A classifying pretext's ``(loss, health)``: cross-entropy of ``logits`` ``[batch, K]`` against
+        ``labels`` ``int [batch]`` and accuracy (``accuracy_name``), both over the global batch, and the
+        ``embedding_std`` of the encoder's ``features``."""
+        logits = tf.cast(logits, tf.float32)
+        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        correct = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=labels.dtype), labels), tf.float32)
+        return self.global_mean(per_example), {
+            accuracy_name: self.global_mean(correct),
+            "embedding_std": losses.embedding_std(self.gather(tf.stop_gradient(features))),
+        }
 
 
 class ProjectedMethod(VisionSSLModel):

@@ -9,7 +9,6 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from keras_ssl import losses
 from keras_ssl.augment.ops import Augmentation
 from keras_ssl.backend import keras, tf
 from keras_ssl.vision import heads as H
@@ -52,13 +51,8 @@ class RotationPrediction(SingleImageMethod):
 
     def ssl_loss(self, rotated, labels, training):
         features = self.encoder(rotated, training=training)
-        logits = tf.cast(self.head(features, training=training), tf.float32)
-        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-        correct = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=labels.dtype), labels), tf.float32)
-        return self.global_mean(per_example), {
-            "rotation_accuracy": self.global_mean(correct),
-            "embedding_std": losses.embedding_std(self.gather(tf.stop_gradient(features))),
-        }
+        return self.classification_loss(self.head(features, training=training), labels, features,
+                                        "rotation_accuracy")
 
     def predict_rotation(self, images) -> tf.Tensor:
         """Rotation probabilities ``[batch, 4]`` (``k``: rotated ``k`` x 90 degrees counter-clockwise)."""
@@ -225,9 +219,7 @@ class Jigsaw(SingleImageMethod):
         draws = self.draws.uniform(tf.shape(images)[0], tf.constant([_RENDER_STEP, 0, 0], tf.int64),
                                    1 + 2 * self.num_tiles)
         puzzles, _ = self._puzzles(images, draws)
-        shape = puzzles.shape
-        features = self.encoder(tf.reshape(self._normalized(puzzles), [-1, *shape[2:]]), training=False)
-        logits = self.head(tf.reshape(features, [-1, self.num_tiles * self.feature_dim]), training=False)
+        _, logits = self._tile_features_and_logits(self._normalized(puzzles), training=False)
         solved_cells = tf.gather(self.permutations, tf.argmax(logits, axis=-1, output_type=tf.int32))
         in_order = tf.broadcast_to(tf.range(self.num_tiles), tf.shape(solved_cells))
 
@@ -244,17 +236,14 @@ class Jigsaw(SingleImageMethod):
         return [("original", images), ("puzzle", layout(in_order)), ("solved", layout(solved_cells))]
 
     def ssl_loss(self, puzzles, labels, training):
-        shape = puzzles.shape
-        batch = tf.shape(puzzles)[0]
-        features = self.encoder(tf.reshape(puzzles, [-1, shape[2], shape[3], shape[4]]), training=training)
-        joined = tf.reshape(features, [batch, self.num_tiles * self.feature_dim])
-        logits = tf.cast(self.head(joined, training=training), tf.float32)
-        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-        correct = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=labels.dtype), labels), tf.float32)
-        return self.global_mean(per_example), {
-            "jigsaw_accuracy": self.global_mean(correct),
-            "embedding_std": losses.embedding_std(self.gather(tf.stop_gradient(features))),
-        }
+        features, logits = self._tile_features_and_logits(puzzles, training)
+        return self.classification_loss(logits, labels, features, "jigsaw_accuracy")
+
+    def _tile_features_and_logits(self, puzzles: tf.Tensor, training: bool):
+        """Tile features ``[batch * T, D]`` (one encoder batch) and permutation logits ``[batch, N]``."""
+        features = self.encoder(tf.reshape(puzzles, [-1, *puzzles.shape[2:]]), training=training)
+        joined = tf.reshape(features, [tf.shape(puzzles)[0], self.num_tiles * self.feature_dim])
+        return features, self.head(joined, training=training)
 
 
 # The step counter of rendered puzzles: fixed, and far from any step that training reaches.
