@@ -46,7 +46,7 @@ def tiny(tokenizer, num_labels=2, pooling="mean", layers=2, model_type="bert", *
     keras.utils.set_random_seed(0)
     sizes = dict(hidden_size=32, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=64,
                  max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    if model_type == "albert":
+    if model_type in ("albert", "electra"):
         sizes["embedding_size"] = 16
     config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), num_labels=num_labels, **sizes)
     hf = (TFAutoModelForSequenceClassification if pooling == "hf" else TFAutoModel).from_config(config)
@@ -390,6 +390,23 @@ def test_hf_pooling_saves_a_transformers_sequence_classifier_with_equal_logits(m
     np.testing.assert_allclose(plain(features).numpy(), ours, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="classification head for 3 labels, but num_labels=2"):
         TextClassifier.from_pretrained(str(tmp_path), num_labels=2)
+
+
+def test_electra_head_round_trips_despite_transformers_misspelt_dropout(minilm_tokenizer, tmp_path):
+    """transformers 4.54's TF ELECTRA head reads ``config.classifhidden_dropout_probier_dropout`` whenever
+    ``classifier_dropout`` is set, so reloading a saved ELECTRA classifier (or any dropout=) failed."""
+    clf = tiny(minilm_tokenizer, pooling="hf", model_type="electra", dropout=0.0)
+    clf.save_pretrained(str(tmp_path))
+    enc = minilm_tokenizer(PROBE, padding=True, return_tensors="np")
+    features = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+    again = TextClassifier.from_pretrained(str(tmp_path), dropout=0.3)
+    np.testing.assert_allclose(again(features).numpy(), clf(features).numpy(), rtol=1e-5, atol=1e-6)
+    rates = [layer.rate for layer in again.hf_model.classifier._flatten_layers(include_self=False)
+             if isinstance(layer, keras.layers.Dropout)]
+    assert rates == [0.3]
+    again.save_pretrained(str(tmp_path / "again"))
+    hf = TFAutoModelForSequenceClassification.from_pretrained(str(tmp_path / "again"))
+    np.testing.assert_allclose(hf(**features).logits.numpy(), clf(features).numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_mean_pooling_round_trips_and_says_transformers_cannot(minilm_tokenizer, tmp_path, caplog):

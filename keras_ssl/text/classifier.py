@@ -486,6 +486,22 @@ def _load_hf(source: str, pooling: str, num_labels: int, dropout: Optional[float
             f"transformers has no TF sequence-classification head for {config.model_type!r} ({error}). "
             "Fix: pooling='mean' or 'cls' (keras_ssl's head on the encoder)."
         ) from error
+    except AttributeError as error:
+        if _MISSPELT_DROPOUT not in str(error):
+            raise
+    # transformers' TF ELECTRA head reads ``config.classifhidden_dropout_probier_dropout`` whenever
+    # ``classifier_dropout`` is set: build it without, then give its dropout layers the asked rate. The
+    # saved config keeps ``classifier_dropout=None`` so that transformers can load what we save.
+    rate = config.classifier_dropout
+    config.classifier_dropout = None
+    model = TFAutoModelForSequenceClassification.from_pretrained(source, config=config)
+    for layer in model.classifier._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.Dropout):
+            layer.rate = float(rate)
+    return model
+
+
+_MISSPELT_DROPOUT = "classifhidden_dropout_probier_dropout"
 
 
 def _read_json(path: str) -> Optional[dict]:
