@@ -410,9 +410,11 @@ def test_collapse_monitor_catches_collapse_and_stops():
     model.compile(optimizer=keras.optimizers.SGD(0.05))
     monitor = HealthMonitor.for_model(model, patience=2, stop=True, per="batch")
     constant = np.full((160, 16, 16, 1), 0.5, np.float32)
-    with pytest.warns(CollapseWarning, match=r"cluster_entropy = 0\.0\d* has stayed below 0.1.*queue_size"):
+    # The entropy prints as 0.0something, or as exactly 0 (seen once with TF_ENABLE_ONEDNN_OPTS=0).
+    expected = r"cluster_entropy = 0(\.0\d*)? has stayed below 0.1.*queue_size"
+    with pytest.warns(CollapseWarning, match=expected):
         history = model.fit(constant, batch_size=8, epochs=1, verbose=0, callbacks=[monitor]).history
-    assert len(monitor.collapsed_at) == 1  # measured: at batch 3 of 20 (entropy 0.2, then 0 per batch)
+    assert len(monitor.collapsed_at) == 1  # measured: at batch 1 to 3 of 20 (entropy 0.2 or less, then ~0)
     assert history["cluster_entropy"][0] < 0.1
     assert model.optimizer.iterations.numpy() < 20  # stopped before the end of the epoch
 
