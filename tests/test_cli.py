@@ -225,6 +225,20 @@ def test_input_errors_exit_1_with_one_line(tiny_model, tmp_path):
         assert all(m in lines[0] for m in messages), (name, lines[0])
 
 
+def test_undecodable_images_are_named_without_a_traceback(images, tmp_path):
+    import shutil
+
+    folder = tmp_path / "images"
+    shutil.copytree(images, folder)
+    (folder / "more" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    done = cli("vision", "pretrain", "--images", folder, "--output", tmp_path / "o", *VISION_ARGS)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("keras-ssl: error: 1 file(s) under --images"), last
+    assert str(folder / "more" / "broken.jpg") in last and "delete or re-save" in last, last
+
+
 def test_errors_raised_by_keras_ssl_are_one_line(tiny_model, corpus, tmp_path):
     done = cli("mlm", "train", "--model", tiny_model, "--data", corpus, "--output", tmp_path / "o",
                "--max-length", "100", "--steps", "1")

@@ -1,5 +1,7 @@
 """Images in from arrays, tf.data, folders and tensorflow-datasets (offline via tfds mock data)."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -43,6 +45,33 @@ def test_image_folder(tmp_path):
     assert sorted(y.numpy().tolist()) == sorted(LABELS.tolist())
     with pytest.raises(FileNotFoundError, match="No image folder"):
         image_dataset(str(tmp_path / "missing"))
+
+
+def test_find_unreadable_images_names_the_files_the_pipeline_would_fail_on(tmp_path):
+    from PIL import Image
+
+    from keras_ssl.vision import find_unreadable_images
+
+    (tmp_path / "sub").mkdir()
+    Image.fromarray(IMAGES[0]).save(tmp_path / "good.png")
+    Image.fromarray(IMAGES[1][..., 0]).save(tmp_path / "sub" / "gray.jpg")  # any channels: decoded to 3
+    whole = (tmp_path / "good.png").read_bytes()
+    (tmp_path / "sub" / "truncated.png").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "text.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    (tmp_path / "notes.txt").write_text("not an image, and not read as one")
+    bad = find_unreadable_images(str(tmp_path))
+    assert [os.path.relpath(path, tmp_path) for path, _ in bad] == [os.path.join("sub", "truncated.png"),
+                                                                     "text.jpg"]
+    assert all(reason and "{{" not in reason and "[Op:" not in reason for _, reason in bad), bad
+    # the same files break the lazy folder pipeline; the readable ones alone do not
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        list(image_dataset(str(tmp_path), batch_size=1, image_size=(8, 8), shuffle=False))
+    for path, _ in bad:
+        os.remove(path)
+    assert find_unreadable_images(str(tmp_path)) == []
+    assert len(list(image_dataset(str(tmp_path), batch_size=1, image_size=(8, 8), shuffle=False))) == 2
+    with pytest.raises(FileNotFoundError, match="No image folder"):
+        find_unreadable_images(str(tmp_path / "missing"))
 
 
 def test_tensorflow_datasets_names_offline_with_mock_data():

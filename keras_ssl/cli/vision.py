@@ -144,10 +144,32 @@ def build_method(args, channels: int, total_steps: int):
     return vision.VICReg(encoder, views, projection=H.vicreg_projection(hidden))
 
 
+def unreadable_images_error(args, source: str):
+    """After ``fit`` failed on the data: a :class:`UserError` naming the folder's undecodable files, or
+    ``None`` when the failure was something else (a tfds source, every file readable)."""
+    from keras_ssl.vision import find_unreadable_images
+
+    if source.startswith("tfds:"):
+        return None
+    print(f"Training stopped on an image that cannot be decoded; checking every file under {source} ...",
+          file=sys.stderr, flush=True)
+    bad = find_unreadable_images(source)
+    if not bad:
+        return None
+    shown = "; ".join(f"{path} ({reason})" for path, reason in bad[:5])
+    more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+    if os.path.isdir(os.path.join(args.output, runs.BACKUP)):
+        again = f"with --resume (it continues from the last backup in {args.output})"
+    else:
+        again = "with --overwrite (no backup had been written yet)"
+    return UserError(f"{len(bad)} file(s) under --images {args.images!r} cannot be decoded as images: {shown}"
+                     f"{more}. Fix: delete or re-save them, then run the same command {again}.")
+
+
 def run_pretrain(args) -> int:
     started = time.time()
     from keras_ssl import optimizers
-    from keras_ssl.backend import keras
+    from keras_ssl.backend import keras, tf
     from keras_ssl.vision import image_dataset
 
     source = image_source(args.images)
@@ -178,8 +200,14 @@ def run_pretrain(args) -> int:
         learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, total_steps=total,
         weight_decay=args.weight_decay, decay="cosine", clipnorm=None))
     callbacks = runs.training_callbacks(args, args.output)
-    history = model.fit(dataset, steps_per_epoch=steps_per_epoch, epochs=epochs, callbacks=callbacks,
-                        verbose=1 if sys.stdout.isatty() else 2)
+    try:
+        history = model.fit(dataset, steps_per_epoch=steps_per_epoch, epochs=epochs, callbacks=callbacks,
+                            verbose=1 if sys.stdout.isatty() else 2)
+    except tf.errors.InvalidArgumentError as error:
+        problem = unreadable_images_error(args, source) if "decode" in str(error).lower() else None
+        if problem is None:
+            raise
+        raise problem from None
     path = os.path.join(args.output, ENCODER_FILE)
     model.encoder.save(path)
     metrics = runs.history_metrics(history)

@@ -3,7 +3,7 @@
 from keras_ssl.vision import backbones, color, decoders, heads
 from keras_ssl.vision.base import VisionSSLModel, as_float_images
 from keras_ssl.vision.classifier import ImageClassifier
-from keras_ssl.vision.data import image_dataset
+from keras_ssl.vision.data import find_unreadable_images, image_dataset
 from keras_ssl.vision.methods import (
     BYOL,
     DINO,
@@ -25,7 +25,7 @@ from keras_ssl.vision.methods import (
 from keras_ssl.vision.render import ReconstructionImages, render_reconstructions
 
 __all__ = ["BYOL", "BarlowTwins", "MoCo", "SimCLR", "SimSiam", "VICReg", "VisionSSLModel", "as_float_images",
-           "backbones", "heads", "image_dataset"]
+           "backbones", "find_unreadable_images", "heads", "image_dataset"]
 __all__ += ["MAE", "Autoencoder", "Colorization", "ImageClassifier", "ReconstructionImages",
             "RotationPrediction", "ab_prior", "color", "decoders", "render_reconstructions"]
 __all__ += ["DINO", "NNCLR", "SwAV"]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Optional, Tuple, Union
+import re
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
 from keras_ssl.backend import keras, tf
 
 Source = Union[np.ndarray, tf.data.Dataset, str]
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # what image_dataset_from_directory reads
 
 
 def _drop_labels(*element):
@@ -88,3 +90,33 @@ def image_dataset(
     if shuffle:
         ds = ds.shuffle(10_000, seed=seed)
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+def find_unreadable_images(folder: str) -> List[Tuple[str, str]]:
+    """``(path, reason)`` for each image file under ``folder`` that TensorFlow cannot decode, sorted.
+
+    :func:`image_dataset` reads a folder lazily, so a corrupt or truncated file (common in scraped
+    data) fails only when its batch is drawn, deep inside ``fit``. This decodes every file with the
+    same op the pipeline uses (``tf.io.decode_image``, 3 channels), so it names exactly those files;
+    it costs one pass of decoding. Files without an image extension are not read by either.
+    """
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"No image folder at {folder!r}.")
+    bad = []
+    for root, _, names in os.walk(folder, followlinks=True):
+        for name in names:
+            if not name.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            path = os.path.join(root, name)
+            try:
+                tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+            except tf.errors.OpError as error:
+                bad.append((path, _op_error_reason(error)))
+    return sorted(bad)
+
+
+def _op_error_reason(error: tf.errors.OpError) -> str:
+    """TensorFlow's message without its op/device decorations: 'jpeg::Uncompress failed. ...'."""
+    text = (error.message or type(error).__name__).splitlines()[0]
+    text = re.sub(r"\{\{[^}]*\}\}\s*", "", text)
+    return re.sub(r"\s*\[Op:[^\]]*\].*$", "", text).strip() or type(error).__name__
