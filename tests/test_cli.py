@@ -264,6 +264,36 @@ def test_quiet_hides_noise_but_not_keras_ssl_warnings(mode):
                 } <= set(shown), done.stderr
 
 
+@pytest.mark.parametrize("verbose", [False, True])
+def test_warnings_print_on_one_line_unless_verbose(verbose, tmp_path, monkeypatch, capsys):
+    import warnings
+
+    from keras_ssl import cli
+    from keras_ssl.cli import serve
+
+    (tmp_path / "saved_model.pb").write_bytes(b"")
+
+    def warn(args):
+        warnings.warn("/data/x.txt: 1 line(s) are not valid UTF-8; their undecodable bytes were\n"
+                      "replaced by U+FFFD", UnicodeWarning, stacklevel=2)
+        return 0
+
+    monkeypatch.setattr(serve, "run_serve", warn)  # serve-check: a command that imports no TensorFlow
+    showwarning = warnings.showwarning
+    if verbose:  # Python's own handling (pytest records it here)
+        with pytest.warns(UnicodeWarning, match="not valid UTF-8"):
+            assert cli.main(["serve-check", str(tmp_path), "x", "--verbose"]) == 0
+    else:
+        assert cli.main(["serve-check", str(tmp_path), "x"]) == 0
+    assert warnings.showwarning is showwarning  # restored for whoever called main()
+    stderr = capsys.readouterr().err
+    if verbose:
+        assert "keras-ssl: warning" not in stderr, stderr
+    else:
+        assert stderr == ("keras-ssl: warning: /data/x.txt: 1 line(s) are not valid UTF-8; their undecodable "
+                          "bytes were replaced by U+FFFD\n"), stderr
+
+
 # --- text ------------------------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+import warnings
 from typing import Optional, Sequence
 
 from keras_ssl.cli import export, mlm, serve, vision
@@ -69,16 +70,26 @@ def error_line(err: BaseException) -> str:
     return message
 
 
+def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for the command line: ``keras-ssl: warning: MESSAGE``, without the
+    source file and line of Python's format (``--verbose`` keeps Python's)."""
+    text = " ".join(str(message).split())
+    print(f"{PROG}: warning: {text}", file=file if file is not None else sys.stderr)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run ``keras-ssl`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
     args = build_parser().parse_args(argv)  # usage errors exit with code 2 here
     try:
-        args.check(args)  # paths and flags, before TensorFlow is imported
-        if getattr(args, "tensorflow", True):
-            from keras_ssl.quiet import quiet
+        with warnings.catch_warnings():
+            if not args.verbose:
+                warnings.showwarning = one_line_warning
+            args.check(args)  # paths and flags, before TensorFlow is imported
+            if getattr(args, "tensorflow", True):
+                from keras_ssl.quiet import quiet
 
-            quiet(args.verbose)
-        return int(args.run(args) or 0)
+                quiet(args.verbose)
+            return int(args.run(args) or 0)
     except user_errors() as err:
         if args.verbose:
             traceback.print_exc()
