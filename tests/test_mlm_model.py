@@ -144,9 +144,21 @@ def test_fill_mask_follows_pipeline_format(tiny_mlm):
     assert one[0]["sequence"] == f"the capital of france is {one[0]['token_str']}."
     two = tiny_mlm.fill_mask("[MASK] is [MASK].", top_k=2)
     assert len(two) == 2 and all(len(options) == 2 for options in two)
+    # each mask's sequences keep the other mask, without [CLS]/[SEP]
+    for options in two:
+        for option in options:
+            sequence = option["sequence"]
+            assert sequence.count("[MASK]") == 1 and "[CLS]" not in sequence and "[SEP]" not in sequence
+    assert two[0][0]["sequence"].endswith(" is [MASK].") and two[1][0]["sequence"].startswith("[MASK] is")
     assert tiny_mlm.fill_mask("no mask here") == []
     batch = tiny_mlm.fill_mask(["a [MASK].", "no mask"], top_k=1)
     assert len(batch) == 2 and batch[1] == []
+    assert tiny_mlm.fill_mask([]) == []
+    limit = tiny_mlm.hf_model.config.max_position_embeddings
+    with pytest.raises(ValueError, match=r"Text 1 .*has a \[MASK\] beyond the first \d+ tokens.*shorten"):
+        tiny_mlm.fill_mask(["a [MASK].", "word " * limit + "[MASK]"])
+    cut_after = tiny_mlm.fill_mask("[MASK] " + "word " * limit, top_k=1)  # the mask itself was read
+    assert len(cut_after) == 1 and cut_after[0]["token_str"]
 
 
 def test_encode_is_masked_mean_of_hidden_states(tiny_mlm):

@@ -269,19 +269,29 @@ class MaskedLanguageModel(SSLModel):
         """Predictions for each mask token, in the Hugging Face fill-mask pipeline's format.
 
         One text with one mask -> ``[{"score", "token", "token_str", "sequence"}, ...]``; several masks
-        -> one such list per mask; a list of texts -> one result per text. A text without a mask
-        token gives ``[]``.
+        -> one such list per mask (each ``sequence`` keeps the other masks); a list of texts -> one
+        result per text. A text without a mask token gives ``[]``; a mask beyond the tokens the model
+        reads (``max_position_embeddings``, at most 512) is a ``ValueError``, not a silent ``[]``.
         """
         single = isinstance(texts, str)
         batch = [texts] if single else list(texts)
+        if not batch:
+            return []
         enc = self._tokenize(batch)
         logits = self(enc, training=False).numpy()
         mask_id = self.tokenizer.mask_token_id
+        mask = self.tokenizer.mask_token
+        hidden = set(self.tokenizer.all_special_ids) - {mask_id}  # [CLS], [SEP], [PAD]: not shown
         results = []
         for row, ids in enumerate(enc["input_ids"]):
             length = int(enc["attention_mask"][row].sum())
             ids = ids[:length]
             positions = np.flatnonzero(ids == mask_id)
+            longest = length == enc["input_ids"].shape[1]  # only the longest rows can have been cut
+            if longest and len(positions) < self.tokenizer(batch[row])["input_ids"].count(mask_id):
+                raise ValueError(
+                    f"Text {row} ({batch[row][:60]!r}...) has a {mask} beyond the first {length} tokens the "
+                    f"model reads. Fix: shorten the text before the {mask} (keep the context around it).")
             per_mask = []
             for pos in positions:
                 scores = _softmax(logits[row, pos])
@@ -294,7 +304,7 @@ class MaskedLanguageModel(SSLModel):
                         "score": float(scores[token]),
                         "token": int(token),
                         "token_str": self.tokenizer.decode([int(token)]),
-                        "sequence": self.tokenizer.decode(filled, skip_special_tokens=len(positions) == 1),
+                        "sequence": self.tokenizer.decode([int(t) for t in filled if int(t) not in hidden]),
                     })
                 per_mask.append(options)
             results.append(per_mask[0] if len(per_mask) == 1 else per_mask)
