@@ -205,10 +205,48 @@ def test_bad_encoders_and_arguments_get_clear_errors():
     with pytest.raises(ValueError, match="class_names has 2 names for 3 classes"):
         ImageClassifier(encoder, 3, class_names=["a", "b"])
     clf = ImageClassifier(encoder, 3)
-    with pytest.raises(ValueError, match="3 channels but the encoder takes 1"):
+    with pytest.raises(ValueError, match=r"3 channels but the encoder takes 1"):
         clf.predict(np.zeros((2, 16, 16, 3), np.uint8), verbose=0)
     with pytest.raises(ValueError, match=r"\[batch, height, width, channels\]"):
         clf(np.zeros((16, 16, 1), np.float32))
+
+
+def test_images_that_cannot_feed_the_encoder_are_named_before_tracing():
+    """Arrays and datasets are checked eagerly: one plain ValueError with the fix, not Keras's
+    'in user code' trace of the graph."""
+    clf = ImageClassifier(make_encoder(), 3)
+    clf.compile(keras.optimizers.Adam(1e-3))
+    y = np.array([0, 1, 2, 0])
+    cases = [
+        (np.zeros((4, 20, 20, 1), np.uint8), r"Images are 20x20 but the encoder takes 16x16.*resize"),
+        (np.zeros((4, 16, 16, 3), np.uint8), r"3 channels but the encoder takes 1.*rgb_to_grayscale"),
+        (np.zeros((4, 16, 16), np.uint8), r"\[batch, height.*shape \(4, 16, 16\).*x\[\.\.\., None\]"),
+        (tf.data.Dataset.from_tensor_slices((np.zeros((4, 16, 16, 1), np.uint8), y)), r"dataset.batch\(32\)"),
+        (tf.data.Dataset.from_tensor_slices((np.zeros((4, 20, 20, 1), np.uint8), y)).batch(2),
+         "Images are 20x20"),
+    ]
+    for images, match in cases:
+        labels = y if not isinstance(images, tf.data.Dataset) else None
+        for method, arguments in (("fit", (images, labels)), ("predict", (images,)),
+                                  ("evaluate", (images, labels))):
+            with pytest.raises(ValueError, match=match) as caught:
+                getattr(clf, method)(*arguments, verbose=0)
+            assert "in user code" not in str(caught.value)
+    rgb = ImageClassifier(small_cnn((16, 16, 3), width=4), 3)
+    with pytest.raises(ValueError, match=r"np.repeat\(x, 3, axis=-1\)"):
+        rgb.predict(np.zeros((2, 16, 16, 1), np.uint8), verbose=0)
+
+
+def test_float_images_in_0_255_warn():
+    clf = ImageClassifier(make_encoder(), 3)
+    clf.compile(keras.optimizers.Adam(1e-3))
+    pixels = np.full((4, 16, 16, 1), 200.0, np.float32)
+    with pytest.warns(UserWarning, match=r"Float images reach 200.*uint8"):
+        clf.fit(pixels, np.array([0, 1, 2, 0]), verbose=0)
+    simclr = SimCLR(make_encoder(), augment=None)
+    simclr.compile(keras.optimizers.SGD(0.01))
+    with pytest.warns(UserWarning, match="Float images reach 200"):
+        simclr.fit(pixels, batch_size=4, verbose=0)
 
 
 def test_a_vision_ssl_method_is_accepted_and_its_encoder_shared():

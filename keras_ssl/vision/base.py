@@ -15,7 +15,10 @@ pooling.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import numpy as np
 
 from keras_ssl.augment.multi_crop import MultiCrop
 from keras_ssl.backend import keras, tf
@@ -58,6 +61,63 @@ def as_float_images(images) -> tf.Tensor:
     return tf.cast(images, tf.float32)
 
 
+def channel_fix(channels: int, wanted: int) -> str:
+    """How to turn ``channels``-channel images into the ``wanted`` channels an encoder takes."""
+    if (channels, wanted) == (1, 3):
+        return "repeat the grey channel: np.repeat(x, 3, axis=-1) or tf.image.grayscale_to_rgb(x)"
+    if (channels, wanted) == (3, 1):
+        return "convert them to grayscale: tf.image.rgb_to_grayscale(x)"
+    if (channels, wanted) == (4, 3):
+        return "drop the alpha channel: x[..., :3]"
+    return f"convert the images, or build the encoder for {channels}-channel images"
+
+
+def check_image_input(x, image_shape: Tuple[Optional[int], ...], check_size: bool = True) -> None:
+    """Eager check of what ``fit``/``evaluate``/``predict`` get (an array, a tensor or a batched
+    ``tf.data.Dataset`` of images or ``(images, ...)``) against an encoder's ``(H, W, C)``: a
+    ``ValueError`` naming the fix instead of Keras's trace of the graph. Unknown shapes pass; the size
+    is checked only with ``check_size`` (methods whose augmentation crops to the encoder's size skip
+    it). Also warns about float pixels beyond ``[0, 1]``."""
+    warn_if_float_pixels_exceed_one(x)
+    dataset = isinstance(x, tf.data.Dataset)
+    if dataset:
+        spec = x.element_spec
+        spec = spec[0] if isinstance(spec, (tuple, list)) and spec else spec
+        shape = spec.shape if isinstance(spec, tf.TensorSpec) else None
+    else:
+        shape = tf.TensorShape(x.shape) if hasattr(x, "shape") and hasattr(x, "dtype") else None
+    if shape is None or shape.rank is None:
+        return
+    what = f"a dataset of elements {shape}" if dataset else f"images of shape {tuple(shape)}"
+    if shape.rank != 4:
+        fix = ("batch it: dataset.batch(32)" if dataset and shape.rank == 3 else
+               "add a channel axis for grayscale images: x[..., None]" if shape.rank == 3 else
+               "pass a batch of images")
+        raise ValueError(f"Images must be batches [batch, height, width, channels]; got {what}. Fix: {fix}.")
+    (height, width, channels), (want_h, want_w, want_c) = tuple(shape[1:]), tuple(image_shape)
+    if None not in (channels, want_c) and channels != want_c:
+        raise ValueError(f"Images have {channels} channels but the encoder takes {want_c}. "
+                         f"Fix: {channel_fix(channels, want_c)}.")
+    if check_size and None not in (height, width, want_h, want_w) and (height, width) != (want_h, want_w):
+        raise ValueError(
+            f"Images are {height}x{width} but the encoder takes {want_h}x{want_w}. Fix: resize them, "
+            f"e.g. tf.image.resize(x, ({want_h}, {want_w})) or vision.image_dataset(..., "
+            f"image_size=({want_h}, {want_w})), or use an encoder that takes any size.")
+
+
+def warn_if_float_pixels_exceed_one(images) -> None:
+    """Warn when a floating NumPy array of images reaches above 2: keras_ssl reads float images as
+    ``[0, 1]`` (augmentations clip there), so 0-255 pixels given as floats would train on white."""
+    if not isinstance(images, np.ndarray) or images.dtype.kind != "f" or images.size == 0:
+        return
+    top = float(np.nanmax(images))
+    if top > 2.0:
+        warnings.warn(
+            f"Float images reach {top:g}, but keras_ssl reads float images as [0, 1] (augmentations clip "
+            "there) and uint8 images as [0, 255]. If these are 0-255 pixels, pass them as uint8 "
+            "(x.astype('uint8')) or divide by 255.", UserWarning, stacklevel=3)
+
+
 def _clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
     config = layer.get_config()
     if isinstance(layer, keras.layers.BatchNormalization) and getattr(layer, "synchronized", False):
@@ -96,6 +156,9 @@ class VisionSSLModel(SSLModel):
     min_global_batch = 2
     #: ``True`` for methods that implement :meth:`multi_view_loss` (all views, e.g. a MultiCrop's).
     multi_view = False
+    #: ``False`` where the encoder sees something else than the images' channels and size (a
+    #: grayscale lightness channel, tiles): ``fit`` then checks the images' rank only, before tracing.
+    encoder_sees_the_images = True
 
     def __init__(self, encoder: keras.Model, augment: Augment = None, **kwargs):
         super().__init__(**kwargs)
@@ -123,6 +186,16 @@ class VisionSSLModel(SSLModel):
         # Every weight exists once a method's __init__ has built its heads: callbacks such as
         # BackupAndRestore need a built model.
         self.built = True
+
+    def fit(self, x=None, *args, **kwargs):
+        """``keras.Model.fit`` (see :meth:`SSLModel.fit`), after an eager check of the images' rank and
+        channels (:func:`check_image_input`), and of their size when there is no augmentation (one
+        that crops decides the views' size itself)."""
+        if self.encoder_sees_the_images:
+            check_image_input(x, self.image_shape, check_size=self.augment is None)
+        else:
+            check_image_input(x, (None, None, None), check_size=False)
+        return super().fit(x, *args, **kwargs)
 
     # --- pieces a method supplies -------------------------------------------------------
     def ssl_loss(self, view1: tf.Tensor, view2: tf.Tensor, training: bool
@@ -155,11 +228,8 @@ class VisionSSLModel(SSLModel):
         images = as_float_images(images)
         channels = images.shape[-1]
         if channels is not None and self.image_shape[-1] is not None and channels != self.image_shape[-1]:
-            raise ValueError(
-                f"Images have {channels} channels but the encoder takes {self.image_shape[-1]}. "
-                "Convert the images (e.g. tf.image.grayscale_to_rgb) or build the encoder for "
-                f"{channels} channels."
-            )
+            raise ValueError(f"Images have {channels} channels but the encoder takes {self.image_shape[-1]}. "
+                             f"Fix: {channel_fix(channels, self.image_shape[-1])}.")
         return images
 
     def _check_augment(self, augment) -> None:

@@ -36,7 +36,7 @@ from typing import List, Optional, Sequence, Tuple
 from keras_ssl.backend import keras, tf
 from keras_ssl.optimizers import scale_learning_rates
 from keras_ssl.training.labels import ClassIdLabelsMixin
-from keras_ssl.vision.base import as_float_images
+from keras_ssl.vision.base import as_float_images, channel_fix, check_image_input
 
 _BLOCK = re.compile(r"layer_\._(\d+)/")  # a Hugging Face transformer block (ViT, ViT-MAE, BERT)
 
@@ -157,7 +157,8 @@ class ImageClassifier(ClassIdLabelsMixin, keras.Model):
         images = as_float_images(images)
         channels, expected = images.shape[-1], self.image_shape[-1]
         if channels is not None and expected is not None and channels != expected:
-            raise ValueError(f"Images have {channels} channels but the encoder takes {expected}.")
+            raise ValueError(f"Images have {channels} channels but the encoder takes {expected}. "
+                             f"Fix: {channel_fix(channels, expected)}.")
         return self.encoder(images, training=False if self._encoder_frozen else training)
 
     def call(self, images, training: bool = False) -> tf.Tensor:
@@ -170,6 +171,24 @@ class ImageClassifier(ClassIdLabelsMixin, keras.Model):
         """Probabilities ``[batch, num_classes]`` (softmax of the logits)."""
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         return tf.nn.softmax(self(x, training=False), axis=-1)
+
+    # --- input checks ----------------------------------------------------------------------
+    def check_images(self, x) -> None:
+        """:func:`keras_ssl.vision.base.check_image_input` against the encoder's input shape;
+        ``fit``/``evaluate``/``predict`` call it before tracing."""
+        check_image_input(x, self.image_shape)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        self.check_images(x)
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self.check_images(x)
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self.check_images(x)
+        return super().predict(x, *args, **kwargs)
 
     # --- training --------------------------------------------------------------------------
     def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs) -> None:

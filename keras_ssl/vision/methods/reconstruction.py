@@ -157,6 +157,8 @@ class Colorization(SingleImageMethod):
     Metrics: ``loss``, ``ab_error`` (mean absolute ab error of the decoded colours), ``embedding_std``.
     """
 
+    encoder_sees_the_images = False  # it sees the lightness channel
+
     AB_SCALE = 110.0
     NEIGHBOURS, SIGMA, ANNEAL_T = 5, 5.0, 0.38
 

@@ -138,6 +138,8 @@ class Jigsaw(SingleImageMethod):
     embeds each tile with shared AlexNet layers and classifies the 9 concatenated embeddings.
     """
 
+    encoder_sees_the_images = False  # it sees tiles
+
     def __init__(self, encoder: keras.Model, augment: Optional[Callable] = None, grid: int = 3,
                  num_permutations: int = 1000, tile_size: Optional[int] = None, normalize_tiles: bool = True,
                  head: Optional[keras.layers.Layer] = None, seed: Optional[int] = None, **kwargs):
