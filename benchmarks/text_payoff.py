@@ -9,7 +9,9 @@ TF-IDF + logistic regression on the same labels. Reports test accuracy and macro
 
 Run: ``python benchmarks/text_payoff.py --tasks rotten_tomatoes clothing_reviews --seeds 0 1 2``
 (``--quick`` for a smoke run: 10 adaptation steps, 16 labels, 200 test texts). Prints a markdown
-table (mean ± std over seeds) and writes ``benchmarks/results/text_payoff.json``.
+table (mean ± std over seeds) and writes ``benchmarks/results/text_payoff.json``, with the gains over
+the unadapted encoder paired by seed. Seeds run separately (one process each) merge with
+``--combine seed0.json seed1.json ... --output all.json``, which recomputes tables and gains.
 """
 
 from __future__ import annotations
@@ -60,6 +62,54 @@ def format_table(task, rows, seeds, shots, test_size):
     return "\n".join(lines)
 
 
+def paired_gains(task, rows, shots) -> dict:
+    """Each adapted row minus the unadapted one, seed by seed (same labels), on the task's metric:
+    ``{"<recipe> <probe|finetune> <k>": {"mean", "std", "per_seed"}}``."""
+    metric = TEXT_TASKS[task]["metric"]
+    base = {r["seed"]: r for r in rows["unadapted"]}
+    gains = {}
+    for name, runs in rows.items():
+        if name in ("unadapted", "tfidf"):
+            continue
+        for k in shots:
+            for mode in ("probe", "finetune"):
+                per_seed = [round(r[str(k)][mode][metric] - base[r["seed"]][str(k)][mode][metric], 3)
+                            for r in runs if r["seed"] in base]
+                gains[f"{name} {mode} {k}"] = {"mean": round(float(np.mean(per_seed)), 3),
+                                               "std": round(float(np.std(per_seed)), 3), "per_seed": per_seed}
+    return gains
+
+
+def combine(paths, output) -> str:
+    """Merge result files of separate seeds (same tasks, shots and test size) into ``output``."""
+    parts = []
+    for path in paths:
+        with open(path) as f:
+            parts.append(json.load(f))
+    config = dict(parts[0]["config"], output=output)
+    for key in ("shots", "test_size", "classifier"):
+        if any(p["config"][key] != config[key] for p in parts):
+            raise SystemExit(f"--combine: the files differ in {key}; only runs of one protocol merge.")
+    results = {}
+    for part in parts:
+        for task, rows in part["results"].items():
+            merged = results.setdefault(task, {})
+            for name, runs in rows.items():
+                merged.setdefault(name, []).extend(runs)
+    for rows in results.values():
+        for name in rows:
+            rows[name].sort(key=lambda r: r["seed"])
+        seeds = [r["seed"] for r in rows["unadapted"]]
+        if len(set(seeds)) != len(seeds):
+            twice = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+            raise SystemExit(f"--combine: seed(s) {twice} appear in more than one file.")
+    config["seeds"] = sorted({r["seed"] for rows in results.values() for r in rows["unadapted"]})
+    config["combined_from"] = [os.path.relpath(p) for p in paths]
+    args = argparse.Namespace(**config)
+    wall = sum(p["total_wall_s"] for p in parts)
+    return write(args, config.get("overrides", {}), results, wall, config)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", nargs="+", default=list(TEXT_TASKS), choices=list(TEXT_TASKS))
@@ -71,7 +121,12 @@ def main():
     parser.add_argument("--quick", action="store_true", help="smoke run")
     parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results",
                                                          "text_payoff.json"))
+    parser.add_argument("--combine", nargs="+", metavar="RESULTS_JSON",
+                        help="merge the result files of separate seeds into --output; runs nothing")
     args = parser.parse_args()
+    if args.combine:
+        print(combine(args.combine, args.output))
+        return
     overrides = {}
     if args.quick:
         args.shots, args.test_size, args.seeds = [16], 200, args.seeds[:1]
@@ -96,18 +151,22 @@ def main():
     print(f"total wall time {time.perf_counter() - start:.0f} s")
 
 
-def write(args, overrides, results, wall) -> str:
-    """Write the results so far (tables over the seeds done) to ``args.output``; return the tables."""
+def write(args, overrides, results, wall, config=None) -> str:
+    """Write the results so far (tables over the seeds done, paired gains) to ``args.output``; return
+    the tables. ``config``: the configuration to record (default: this run's arguments)."""
     tables = [format_table(task, rows, [r["seed"] for r in rows["unadapted"]], args.shots, args.test_size)
               for task, rows in results.items() if rows["unadapted"]]
     table = "\n\n".join(tables)
+    gains = {task: paired_gains(task, rows, args.shots)
+             for task, rows in results.items() if rows["unadapted"]}
+    if config is None:
+        config = {**vars(args), "classifier": TEXT_CLASSIFIER, "overrides": overrides,
+                  "recipes": {r: ADAPT_RECIPES[r] for r in args.recipes}}
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:
-        json.dump({"config": {**vars(args), "classifier": TEXT_CLASSIFIER, "overrides": overrides,
-                              "recipes": {r: ADAPT_RECIPES[r] for r in args.recipes}},
-                   "total_wall_s": round(wall, 1), "machine": platform.platform(),
-                   "cpu": _cpu_name(), "cpus": os.cpu_count(),
-                   "load_average_at_end": os.getloadavg(), "results": results, "table": table}, f, indent=2)
+        json.dump({"config": config, "total_wall_s": round(wall, 1), "machine": platform.platform(),
+                   "cpu": _cpu_name(), "cpus": os.cpu_count(), "load_average_at_end": os.getloadavg(),
+                   "results": results, "table": table, "paired_gains_vs_unadapted": gains}, f, indent=2)
     return table
 
 

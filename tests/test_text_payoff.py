@@ -73,6 +73,43 @@ def test_the_offline_minilm_is_found():
     assert all(os.path.isfile(os.path.join(path, name)) for name in ("config.json", "vocab.txt"))
 
 
+def test_benchmark_combines_seeds_run_separately(tmp_path):
+    """``benchmarks/text_payoff.py --combine``: per-seed result files -> one table and paired gains."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def run(seed, unadapted, adapted):
+        scores = lambda probe, tune: {"probe": {"macro_f1": probe}, "finetune": {"macro_f1": tune}}  # noqa: E731
+        return {"config": {"shots": [16], "test_size": 100, "classifier": {"epochs": 1}, "seeds": [seed]},
+                "total_wall_s": 10.0,
+                "results": {"clothing_reviews": {
+                    "unadapted": [{"16": scores(*unadapted), "seed": seed}],
+                    "keras_ssl": [{"16": scores(*adapted), "seed": seed}],
+                    "tfidf": [{"16": {"macro_f1": 0.5}, "seed": seed}]}}}
+
+    paths = []
+    for seed, unadapted, adapted in ((1, (0.6, 0.7), (0.7, 0.65)), (0, (0.5, 0.6), (0.55, 0.7))):
+        paths.append(tmp_path / f"seed{seed}.json")
+        paths[-1].write_text(json.dumps(run(seed, unadapted, adapted)))
+    script = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "text_payoff.py")
+    out = tmp_path / "all.json"
+    done = subprocess.run([sys.executable, script, "--combine", *map(str, paths), "--output", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    merged = json.loads(out.read_text())
+    assert merged["config"]["seeds"] == [0, 1] and merged["total_wall_s"] == 20.0
+    gains = merged["paired_gains_vs_unadapted"]["clothing_reviews"]
+    assert gains["keras_ssl probe 16"]["per_seed"] == [0.05, 0.1]  # seed order, paired by seed
+    assert gains["keras_ssl finetune 16"]["per_seed"] == [0.1, -0.05]
+    assert gains["keras_ssl probe 16"]["mean"] == 0.075 and gains["keras_ssl probe 16"]["std"] == 0.025
+    assert "| adapted, keras_ssl recipe | 0.625 ± 0.075 | 0.675 ± 0.025 |" in merged["table"]
+    again = subprocess.run([sys.executable, script, "--combine", str(paths[0]), str(paths[0]), "--output",
+                            str(tmp_path / "twice.json")], capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0 and "more than one file" in again.stderr
+
+
 # The payoff itself, at the regime where benchmarks/text_payoff.py measured a seed-robust gain (the
 # probe with 256 labels per class: +0.034 +- 0.006 after 150 adaptation steps, every seed >= +0.02),
 # on a budget the suite can afford: 80 head steps + 80 steps of 32 x 64 tokens (about 60 % of one pass
