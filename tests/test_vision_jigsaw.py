@@ -8,6 +8,7 @@ import itertools
 
 import numpy as np
 import pytest
+from numerics import assert_close_to_scale
 
 from keras_ssl import vision
 from keras_ssl.backend import keras, tf
@@ -92,8 +93,9 @@ def test_draws_are_fresh_every_step_and_the_same_under_xla():
     pretext = tf.function(lambda x: xla_model.pretext(x, training=True), jit_compile=True)
     xla_first = pretext(images)
     np.testing.assert_array_equal(xla_first[1].numpy(), first)
-    np.testing.assert_allclose(xla_first[0].numpy(), build().pretext(images, training=True)[0].numpy(),
-                               atol=1e-5)
+    # XLA fuses the per-tile normalisation differently: equal up to rounding, relative to the values
+    assert_close_to_scale(xla_first[0].numpy(), build().pretext(images, training=True)[0].numpy(),
+                          what="XLA tiles")
 
 
 def test_loss_is_the_cross_entropy_of_the_permutation_over_the_concatenated_tile_features():
