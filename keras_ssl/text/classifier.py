@@ -22,6 +22,7 @@ transformers' sequence-classification class would attach a fresh head there, and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -35,7 +36,6 @@ from keras_ssl.backend import keras, tf
 from keras_ssl.optimizers import scale_learning_rates
 from keras_ssl.text.labelled import tokenize
 from keras_ssl.text.model import MaskedLanguageModel, mean_pool
-from keras_ssl.text.pretrained import hf_loading_notices_hidden
 from keras_ssl.training import RatioMetric, SSLModel, replica_sum
 from keras_ssl.training.labels import asserted_class_ids
 from keras_ssl.training.metrics import MacroF1
@@ -176,7 +176,7 @@ class TextClassifier(SSLModel):
             kwargs.setdefault("dropout", saved.get("dropout", 0.1))
             kwargs.setdefault("labels", saved.get("labels"))
         tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(source)
-        with hf_loading_notices_hidden():
+        with _quiet_transformers():
             hf_model = _load_hf(source, pooling, int(num_labels), kwargs.get("dropout"))
         model = cls(hf_model, tokenizer, int(num_labels), pooling=pooling, **kwargs)
         if saved is not None and pooling != "hf":
@@ -509,6 +509,19 @@ def _read_json(path: str) -> Optional[dict]:
         return None
     with open(path) as f:
         return json.load(f)
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Hide transformers' unused/newly-initialised weight notices: the head is fresh by design."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 __all__ = ["CLASSIFIER_CONFIG", "POOLINGS", "TextClassifier"]

@@ -15,7 +15,6 @@ from keras_ssl.backend import keras, tf
 from keras_ssl.text.heads import base_encoder, split_masked_lm
 from keras_ssl.text.losses import masked_lm_terms
 from keras_ssl.text.masking import IGNORE_INDEX, TokenMasker
-from keras_ssl.text.pretrained import hf_loading_notices_hidden
 from keras_ssl.training import RatioMetric, SSLModel, replica_sum
 
 logger = logging.getLogger("keras_ssl")
@@ -93,10 +92,9 @@ class MaskedLanguageModel(SSLModel):
         if looks_local and not os.path.exists(name_or_path):
             raise FileNotFoundError(f"No model directory at {name_or_path!r}.")
         tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(name_or_path)
-        with hf_loading_notices_hidden():  # the fresh head is reported below, with what to do
-            hf_model, info = TFAutoModelForMaskedLM.from_pretrained(
-                name_or_path, output_loading_info=True, **hf_kwargs
-            )
+        hf_model, info = TFAutoModelForMaskedLM.from_pretrained(
+            name_or_path, output_loading_info=True, **hf_kwargs
+        )
         prefix = hf_model.base_model_prefix
         fresh = [k for k in info.get("missing_keys", []) if _is_head_weight(k, prefix)]
         if fresh:

