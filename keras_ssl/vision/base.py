@@ -72,6 +72,14 @@ def channel_fix(channels: int, wanted: int) -> str:
     return f"convert the images, or build the encoder for {channels}-channel images"
 
 
+def check_channels(channels: Optional[int], wanted: Optional[int]) -> None:
+    """A ``ValueError`` with the fix when images have other ``channels`` than the encoder takes (unknown
+    counts pass)."""
+    if None not in (channels, wanted) and channels != wanted:
+        raise ValueError(f"Images have {channels} channels but the encoder takes {wanted}. "
+                         f"Fix: {channel_fix(channels, wanted)}.")
+
+
 def check_image_input(x, image_shape: Tuple[Optional[int], ...], check_size: bool = True) -> None:
     """Eager check of what ``fit``/``evaluate``/``predict`` get (an array, a tensor or a batched
     ``tf.data.Dataset`` of images or ``(images, ...)``) against an encoder's ``(H, W, C)``: a
@@ -95,9 +103,7 @@ def check_image_input(x, image_shape: Tuple[Optional[int], ...], check_size: boo
                "pass a batch of images")
         raise ValueError(f"Images must be batches [batch, height, width, channels]; got {what}. Fix: {fix}.")
     (height, width, channels), (want_h, want_w, want_c) = tuple(shape[1:]), tuple(image_shape)
-    if None not in (channels, want_c) and channels != want_c:
-        raise ValueError(f"Images have {channels} channels but the encoder takes {want_c}. "
-                         f"Fix: {channel_fix(channels, want_c)}.")
+    check_channels(channels, want_c)
     if check_size and None not in (height, width, want_h, want_w) and (height, width) != (want_h, want_w):
         raise ValueError(
             f"Images are {height}x{width} but the encoder takes {want_h}x{want_w}. Fix: resize them, "
@@ -226,10 +232,7 @@ class VisionSSLModel(SSLModel):
     # --- shared plumbing -----------------------------------------------------------------
     def _check_images(self, images: tf.Tensor) -> tf.Tensor:
         images = as_float_images(images)
-        channels = images.shape[-1]
-        if channels is not None and self.image_shape[-1] is not None and channels != self.image_shape[-1]:
-            raise ValueError(f"Images have {channels} channels but the encoder takes {self.image_shape[-1]}. "
-                             f"Fix: {channel_fix(channels, self.image_shape[-1])}.")
+        check_channels(images.shape[-1], self.image_shape[-1])
         return images
 
     def _check_augment(self, augment) -> None:

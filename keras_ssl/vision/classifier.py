@@ -36,7 +36,7 @@ from typing import List, Optional, Sequence, Tuple
 from keras_ssl.backend import keras, tf
 from keras_ssl.optimizers import scale_learning_rates
 from keras_ssl.training.labels import ClassIdLabelsMixin
-from keras_ssl.vision.base import as_float_images, channel_fix, check_image_input
+from keras_ssl.vision.base import as_float_images, check_channels, check_image_input
 
 _BLOCK = re.compile(r"layer_\._(\d+)/")  # a Hugging Face transformer block (ViT, ViT-MAE, BERT)
 
@@ -155,10 +155,7 @@ class ImageClassifier(ClassIdLabelsMixin, keras.Model):
     def features(self, images, training: bool = False) -> tf.Tensor:
         """Encoder features ``[batch, D]`` of uint8 or float images."""
         images = as_float_images(images)
-        channels, expected = images.shape[-1], self.image_shape[-1]
-        if channels is not None and expected is not None and channels != expected:
-            raise ValueError(f"Images have {channels} channels but the encoder takes {expected}. "
-                             f"Fix: {channel_fix(channels, expected)}.")
+        check_channels(images.shape[-1], self.image_shape[-1])
         return self.encoder(images, training=False if self._encoder_frozen else training)
 
     def call(self, images, training: bool = False) -> tf.Tensor:
