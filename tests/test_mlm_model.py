@@ -154,6 +154,8 @@ def test_fill_mask_follows_pipeline_format(tiny_mlm):
     batch = tiny_mlm.fill_mask(["a [MASK].", "no mask"], top_k=1)
     assert len(batch) == 2 and batch[1] == []
     assert tiny_mlm.fill_mask([]) == []
+    with pytest.raises(ValueError, match=r"Text 1 .*writes <mask>, but this model's mask token is \[MASK\]"):
+        tiny_mlm.fill_mask(["a [MASK].", "the capital of france is <mask>."])  # RoBERTa's spelling
     limit = tiny_mlm.hf_model.config.max_position_embeddings
     with pytest.raises(ValueError, match=r"Text 1 .*has a \[MASK\] beyond the first \d+ tokens.*shorten"):
         tiny_mlm.fill_mask(["a [MASK].", "word " * limit + "[MASK]"])

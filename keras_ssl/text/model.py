@@ -20,6 +20,8 @@ from keras_ssl.training import RatioMetric, SSLModel, replica_sum
 logger = logging.getLogger("keras_ssl")
 MASKER_CONFIG = "keras_ssl_masker.json"
 _HEAD_HINTS = ("cls.", "lm_head", "vocab_", "predictions", "generator_")
+#: How the common tokenizers write their mask (BERT-style, RoBERTa-style): fill_mask names the right one.
+_MASK_SPELLINGS = ("[MASK]", "<mask>")
 
 
 class MaskedLanguageModel(SSLModel):
@@ -268,17 +270,23 @@ class MaskedLanguageModel(SSLModel):
 
         One text with one mask -> ``[{"score", "token", "token_str", "sequence"}, ...]``; several masks
         -> one such list per mask (each ``sequence`` keeps the other masks); a list of texts -> one
-        result per text. A text without a mask token gives ``[]``; a mask beyond the tokens the model
-        reads (``max_position_embeddings``, at most 512) is a ``ValueError``, not a silent ``[]``.
+        result per text. A text without a mask token gives ``[]``, but one that writes another
+        tokenizer's mask (``[MASK]`` for RoBERTa's ``<mask>`` or the reverse) is a ``ValueError``, and so
+        is a mask beyond the tokens the model reads (``max_position_embeddings``, at most 512).
         """
         single = isinstance(texts, str)
         batch = [texts] if single else list(texts)
         if not batch:
             return []
-        enc = self._tokenize(batch)
-        logits = self(enc, training=False).numpy()
         mask_id = self.tokenizer.mask_token_id
         mask = self.tokenizer.mask_token
+        for row, text in enumerate(batch):
+            foreign = [m for m in _MASK_SPELLINGS if m != mask and m in text and mask not in text]
+            if foreign:  # "[MASK]" typed for a RoBERTa-style tokenizer: not a silent []
+                raise ValueError(f"Text {row} ({text[:60]!r}) writes {foreign[0]}, but this model's mask "
+                                 f"token is {mask}. Fix: write {mask} where a word should be predicted.")
+        enc = self._tokenize(batch)
+        logits = self(enc, training=False).numpy()
         hidden = set(self.tokenizer.all_special_ids) - {mask_id}  # [CLS], [SEP], [PAD]: not shown
         results = []
         for row, ids in enumerate(enc["input_ids"]):
