@@ -90,6 +90,7 @@ def fill_mask_figure(results_path: str, out: str) -> bool:
             for sentence, expected, before, after in zip(results["sentences"], results["expected"],
                                                          fills["pretrained"], fills["fine-tuned"])]
     metrics = {"before": stages["pretrained"], "after": stages["fine-tuned"]}
+    hits = results.get("hits", {}).get("fine-tuned")
     fig, ax = plt.subplots(figsize=(11, 0.5 + 0.45 * len(rows)))
     ax.axis("off")
     labels = ["sentence [expected]", "top-3 before fine-tuning", "top-3 after"]
@@ -102,7 +103,9 @@ def fill_mask_figure(results_path: str, out: str) -> bool:
         "MiniLM fill-mask on Python docs (make demo): masked accuracy "
         f"{metrics['before']['masked_accuracy']:.3f} -> {metrics['after']['masked_accuracy']:.3f}, "
         f"word accuracy {metrics['before']['word_accuracy']:.3f} -> {metrics['after']['word_accuracy']:.3f}, "
-        f"perplexity {metrics['before']['perplexity']:.0f} -> {metrics['after']['perplexity']:.1f}",
+        f"perplexity {metrics['before']['perplexity']:.0f} -> {metrics['after']['perplexity']:.1f}"
+        + (f"\nexpected word in the top 3 for {hits['top_3']} of {hits['sentences']} sentences after "
+           f"fine-tuning (the demo's {hits['sentences']}, these 4 included)" if hits else ""),
         fontsize=10)
     fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
