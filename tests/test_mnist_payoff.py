@@ -65,9 +65,26 @@ def test_simclr_pretraining_beats_random_init_with_10_labels_per_class(data):
     losses = model.history.history["loss"]
     train = mnist_labels(data, SHOTS, seed=SEED)
     test = (data["test_x"], data["test_y"])
-    pretrained = classifier_accuracy(model.encoder, train, test, finetune=False, seed=SEED)
-    random_init = classifier_accuracy(mnist_encoder(SEED), train, test, finetune=False, seed=SEED)
+    pretrained = classifier_accuracy(model.encoder, train, test, "probe", seed=SEED)
+    random_init = classifier_accuracy(mnist_encoder(SEED), train, test, "probe", seed=SEED)
     print("loss", losses[0], "->", losses[-1], "probe 10/class: random init", random_init,
           "pretrained", pretrained)
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
     assert pretrained > random_init + MIN_PROBE_GAIN
+
+
+def test_lp_ft_starts_from_the_probe_and_modes_are_checked(data):
+    """LP-FT is the probe, then everything trains: with a vanishing fine-tuning rate and batch norm
+    frozen, it scores exactly what the probe scores; a real rate moves it; an unknown mode is refused."""
+    train = mnist_labels(data, 5, seed=SEED)
+    test = (data["test_x"][:500], data["test_y"][:500])
+    encoder = mnist_encoder(SEED)
+    before = [w.copy() for w in encoder.get_weights()]
+    recipe = dict(steps=40, freeze_batchnorm=True)
+    probe = classifier_accuracy(encoder, train, test, "probe", seed=SEED, **recipe)
+    still = classifier_accuracy(encoder, train, test, "lp_ft", seed=SEED, lp_ft_learning_rate=1e-12, **recipe)
+    moved = classifier_accuracy(encoder, train, test, "lp_ft", seed=SEED, lp_ft_learning_rate=1e-3, **recipe)
+    assert still == probe and moved != probe
+    assert all(np.array_equal(a, b) for a, b in zip(before, encoder.get_weights()))  # a copy trained
+    with pytest.raises(ValueError, match="Unknown mode 'linear'"):
+        classifier_accuracy(encoder, train, test, "linear")

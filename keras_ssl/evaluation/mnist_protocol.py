@@ -34,9 +34,16 @@ MNIST_PRETRAIN = {"images": 12_800, "epochs": 7}
 
 #: The classifier recipe, the same for pretrained and random-init encoders: Adam for ``steps``
 #: steps of ``batch_size`` (fewer when fewer labels: the whole label set) at ``probe_learning_rate``
-#: (linear probe, frozen encoder) or ``finetune_learning_rate`` (everything trains). No augmentation.
+#: (linear probe, frozen encoder) or ``finetune_learning_rate`` (everything trains). LP-FT (Kumar et
+#: al., 2022) runs the probe's ``steps``, then ``steps`` more of everything at
+#: ``lp_ft_learning_rate`` (``ImageClassifier.fit_lp_ft``). ``freeze_batchnorm``: the encoder's batch
+#: norm stays in inference mode while everything else trains. No augmentation.
 MNIST_CLASSIFIER = {"steps": 300, "batch_size": 64, "probe_learning_rate": 1e-2,
-                    "finetune_learning_rate": 1e-3}
+                    "finetune_learning_rate": 1e-3, "lp_ft_learning_rate": 1e-4, "freeze_batchnorm": False}
+
+#: How :func:`classifier_accuracy` trains: the linear probe (frozen encoder), fine-tuning everything
+#: from a fresh head, or LP-FT (the probe, then everything at a smaller learning rate).
+CLASSIFIER_MODES = ("probe", "finetune", "lp_ft")
 
 #: The label budgets (labels per class) of the protocol.
 MNIST_SHOTS = (1, 10, 100)
@@ -83,32 +90,42 @@ def _copy(encoder):
 
 
 def classifier_accuracy(encoder, train: Tuple[np.ndarray, np.ndarray], test: Tuple[np.ndarray, np.ndarray],
-                        finetune: bool, seed: int = 0, **recipe: Any) -> float:
+                        mode: str = "probe", seed: int = 0, **recipe: Any) -> float:
     """Test accuracy of an ``ImageClassifier`` trained on ``train`` with :data:`MNIST_CLASSIFIER`.
 
-    ``train``/``test`` are ``(uint8 images [n, 28, 28, 1], labels [n])``. Trains a copy of
-    ``encoder`` (``finetune=True``) or a frozen one (linear probe); ``encoder`` itself is untouched.
+    ``train``/``test`` are ``(uint8 images [n, 28, 28, 1], labels [n])``. ``mode``: one of
+    :data:`CLASSIFIER_MODES`. Trains a copy of ``encoder``; ``encoder`` itself is untouched.
     ``recipe`` replaces :data:`MNIST_CLASSIFIER` entries.
     """
     from keras_ssl.backend import keras, tf
     from keras_ssl.vision import ImageClassifier
 
+    if mode not in CLASSIFIER_MODES:
+        raise ValueError(f"Unknown mode {mode!r}; choose one of {CLASSIFIER_MODES}.")
     r = {**MNIST_CLASSIFIER, **recipe}
     x, y = train
     keras.utils.set_random_seed(seed)
-    model = ImageClassifier(_copy(encoder), num_classes=10, freeze_encoder=not finetune)
-    rate = r["finetune_learning_rate"] if finetune else r["probe_learning_rate"]
-    model.compile(optimizer=keras.optimizers.Adam(rate))
+    model = ImageClassifier(_copy(encoder), num_classes=10, freeze_encoder=mode == "probe",
+                            freeze_batchnorm=bool(r["freeze_batchnorm"]))
     batch = min(int(r["batch_size"]), len(y))
     dataset = (tf.data.Dataset.from_tensor_slices((x, y)).repeat().shuffle(len(y), seed=seed)
                .batch(batch, drop_remainder=True))
-    model.fit(dataset, steps_per_epoch=int(r["steps"]), epochs=1, verbose=0)
+    steps = int(r["steps"])
+    if mode == "lp_ft":
+        model.fit_lp_ft(dataset, steps_per_epoch=steps, probe_epochs=1, finetune_epochs=1,
+                        probe_learning_rate=r["probe_learning_rate"],
+                        finetune_learning_rate=r["lp_ft_learning_rate"], verbose=0)
+    else:
+        rate = r["finetune_learning_rate"] if mode == "finetune" else r["probe_learning_rate"]
+        model.compile(optimizer=keras.optimizers.Adam(rate))
+        model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
     return float(model.evaluate(test[0], test[1], batch_size=500, verbose=0, return_dict=True)["accuracy"])
 
 
 def encoder_payoff(encoder, data: Mapping[str, np.ndarray], shots: Sequence[int] = MNIST_SHOTS,
-                   seed: int = 0, test_size: Optional[int] = None, **recipe: Any) -> Dict[str, float]:
-    """``{"probe_{k}": acc, "finetune_{k}": acc}`` for each ``k`` in ``shots`` labels per class.
+                   seed: int = 0, test_size: Optional[int] = None,
+                   modes: Sequence[str] = ("probe", "finetune"), **recipe: Any) -> Dict[str, float]:
+    """``{"{mode}_{k}": accuracy}`` for each ``k`` in ``shots`` labels per class and each of ``modes``.
 
     Labels: ``mnist_labels(data, k, seed)``; test: the first ``test_size`` (default all) test images.
     """
@@ -116,15 +133,16 @@ def encoder_payoff(encoder, data: Mapping[str, np.ndarray], shots: Sequence[int]
     out = {}
     for k in shots:
         train = mnist_labels(data, k, seed=seed)
-        for mode in ("probe", "finetune"):
-            out[f"{mode}_{k}"] = classifier_accuracy(encoder, train, test, mode == "finetune", seed, **recipe)
+        for mode in modes:
+            out[f"{mode}_{k}"] = classifier_accuracy(encoder, train, test, mode, seed, **recipe)
     return out
 
 
 def mnist_payoff(method: str, data: Mapping[str, np.ndarray], seed: int = 0,
                  shots: Sequence[int] = MNIST_SHOTS, images: Optional[int] = None,
                  epochs: Optional[int] = None, test_size: Optional[int] = None,
-                 classifier: Optional[Dict[str, Any]] = None, **overrides) -> Dict[str, Any]:
+                 classifier: Optional[Dict[str, Any]] = None,
+                 modes: Sequence[str] = ("probe", "finetune"), **overrides) -> Dict[str, Any]:
     """Pretrain ``method`` (:func:`pretrain_on_mnist`), then :func:`encoder_payoff` of it and of random init.
 
     Returns ``{"pretrained": {...}, "random_init": {...}, "pretrain": {images, epochs, batch_size,
@@ -139,8 +157,8 @@ def mnist_payoff(method: str, data: Mapping[str, np.ndarray], seed: int = 0,
     losses = model.history.history["loss"]
     n = min(MNIST_PRETRAIN["images"] if images is None else int(images), len(data["train_x"]))
     return {
-        "pretrained": encoder_payoff(model.encoder, data, shots, seed, test_size, **classifier),
-        "random_init": encoder_payoff(mnist_encoder(seed), data, shots, seed, test_size, **classifier),
+        "pretrained": encoder_payoff(model.encoder, data, shots, seed, test_size, modes, **classifier),
+        "random_init": encoder_payoff(mnist_encoder(seed), data, shots, seed, test_size, modes, **classifier),
         "pretrain": {"images": n, "epochs": len(losses),
                      "batch_size": {**DIGITS_RECIPES[method], **overrides}["batch_size"],
                      "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
@@ -148,5 +166,6 @@ def mnist_payoff(method: str, data: Mapping[str, np.ndarray], seed: int = 0,
     }
 
 
-__all__ = ["MNIST_CLASSIFIER", "MNIST_IMAGE_SIZE", "MNIST_PRETRAIN", "MNIST_SHOTS", "classifier_accuracy",
-           "encoder_payoff", "mnist_encoder", "mnist_labels", "mnist_payoff", "pretrain_on_mnist"]
+__all__ = ["CLASSIFIER_MODES", "MNIST_CLASSIFIER", "MNIST_IMAGE_SIZE", "MNIST_PRETRAIN", "MNIST_SHOTS",
+           "classifier_accuracy", "encoder_payoff", "mnist_encoder", "mnist_labels", "mnist_payoff",
+           "pretrain_on_mnist"]
