@@ -26,10 +26,14 @@ import time
 
 import numpy as np
 
-from keras_ssl.backend import tf
-from keras_ssl.datasets import mnist
-from keras_ssl.evaluation.digits_protocol import DIGITS_METHOD_NAMES, DIGITS_RECIPES
-from keras_ssl.evaluation.mnist_protocol import (
+from keras_ssl.quiet import quiet
+
+quiet()  # before TensorFlow is imported: keras_ssl's messages only
+
+from keras_ssl.backend import tf  # noqa: E402
+from keras_ssl.datasets import mnist  # noqa: E402
+from keras_ssl.evaluation.digits_protocol import DIGITS_METHOD_NAMES, DIGITS_RECIPES  # noqa: E402
+from keras_ssl.evaluation.mnist_protocol import (  # noqa: E402
     CLASSIFIER_MODES,
     MNIST_CLASSIFIER,
     MNIST_PRETRAIN,
