@@ -10,8 +10,9 @@ TF-IDF + logistic regression on the same labels. Reports test accuracy and macro
 Run: ``python benchmarks/text_payoff.py --tasks rotten_tomatoes clothing_reviews --seeds 0 1 2``
 (``--quick`` for a smoke run: 10 adaptation steps, 16 labels, 200 test texts). Prints a markdown
 table (mean ± std over seeds) and writes ``benchmarks/results/text_payoff.json``, with the gains over
-the unadapted encoder paired by seed. Seeds run separately (one process each) merge with
-``--combine seed0.json seed1.json ... --output all.json``, which recomputes tables and gains.
+the unadapted encoder paired by seed. Seeds or recipes run separately (one process each) merge with
+``--combine seed0.json seed1.json ... --output all.json``, which recomputes tables and gains (a seed
+run with two recipes in two files must reproduce its baselines exactly).
 """
 
 from __future__ import annotations
@@ -80,8 +81,16 @@ def paired_gains(task, rows, shots) -> dict:
     return gains
 
 
+BASELINES = ("unadapted", "tfidf")  # rows every run of a seed repeats, whatever its recipes
+
+
 def combine(paths, output) -> str:
-    """Merge result files of separate seeds (same tasks, shots and test size) into ``output``."""
+    """Merge result files of separate seeds or recipes (same tasks, shots and test size) into ``output``.
+
+    A seed may appear in several files when they ran different recipes: its baselines (unadapted,
+    TF-IDF) must then be identical in each, and are kept once (the protocol is deterministic on one
+    machine). The same recipe and seed twice is an error.
+    """
     parts = []
     for path in paths:
         with open(path) as f:
@@ -90,19 +99,33 @@ def combine(paths, output) -> str:
     for key in ("shots", "test_size", "classifier"):
         if any(p["config"][key] != config[key] for p in parts):
             raise SystemExit(f"--combine: the files differ in {key}; only runs of one protocol merge.")
+    config["recipes"] = {name: recipe for p in parts
+                         for name, recipe in p["config"].get("recipes", {}).items()}
     results = {}
     for part in parts:
         for task, rows in part["results"].items():
             merged = results.setdefault(task, {})
             for name, runs in rows.items():
-                merged.setdefault(name, []).extend(runs)
-    for rows in results.values():
+                kept = merged.setdefault(name, [])
+                for run in runs:
+                    same_seed = [r for r in kept if r["seed"] == run["seed"]]
+                    if name in BASELINES and same_seed:
+                        if same_seed[0] != run:
+                            raise SystemExit(f"--combine: seed {run['seed']}'s {name} baseline differs "
+                                             "between files; runs of one seed merge only if they "
+                                             "reproduce it.")
+                        continue
+                    if same_seed:
+                        raise SystemExit(f"--combine: seed {run['seed']} of {name} appears in more than one "
+                                         "file.")
+                    kept.append(run)
+    order = [name for name in ROW_NAMES if name != "tfidf"]  # baselines first and last, recipes between
+    for task, rows in results.items():
         for name in rows:
             rows[name].sort(key=lambda r: r["seed"])
-        seeds = [r["seed"] for r in rows["unadapted"]]
-        if len(set(seeds)) != len(seeds):
-            twice = sorted({seed for seed in seeds if seeds.count(seed) > 1})
-            raise SystemExit(f"--combine: seed(s) {twice} appear in more than one file.")
+        rank = {name: order.index(name) if name in order else len(order) for name in rows}
+        rank["tfidf"] = len(order) + 1
+        results[task] = dict(sorted(rows.items(), key=lambda item: rank[item[0]]))
     config["seeds"] = sorted({r["seed"] for rows in results.values() for r in rows["unadapted"]})
     config["combined_from"] = [os.path.relpath(p) for p in paths]
     args = argparse.Namespace(**config)

@@ -80,13 +80,14 @@ def test_benchmark_combines_seeds_run_separately(tmp_path):
     import subprocess
     import sys
 
-    def run(seed, unadapted, adapted):
+    def run(seed, unadapted, adapted, recipe="keras_ssl"):
         scores = lambda probe, tune: {"probe": {"macro_f1": probe}, "finetune": {"macro_f1": tune}}  # noqa: E731
-        return {"config": {"shots": [16], "test_size": 100, "classifier": {"epochs": 1}, "seeds": [seed]},
+        return {"config": {"shots": [16], "test_size": 100, "classifier": {"epochs": 1}, "seeds": [seed],
+                           "recipes": {recipe: {"steps": 150}}},
                 "total_wall_s": 10.0,
                 "results": {"clothing_reviews": {
                     "unadapted": [{"16": scores(*unadapted), "seed": seed}],
-                    "keras_ssl": [{"16": scores(*adapted), "seed": seed}],
+                    recipe: [{"16": scores(*adapted), "seed": seed}],
                     "tfidf": [{"16": {"macro_f1": 0.5}, "seed": seed}]}}}
 
     paths = []
@@ -108,6 +109,22 @@ def test_benchmark_combines_seeds_run_separately(tmp_path):
     again = subprocess.run([sys.executable, script, "--combine", str(paths[0]), str(paths[0]), "--output",
                             str(tmp_path / "twice.json")], capture_output=True, text=True, timeout=300)
     assert again.returncode != 0 and "more than one file" in again.stderr
+    # another recipe run separately on seed 0: its baselines reproduce, so they are kept once
+    naive = tmp_path / "naive0.json"
+    naive.write_text(json.dumps(run(0, (0.5, 0.6), (0.58, 0.62), recipe="naive")))
+    both = subprocess.run([sys.executable, script, "--combine", *map(str, paths), str(naive), "--output",
+                           str(out)], capture_output=True, text=True, timeout=300)
+    assert both.returncode == 0, both.stderr[-2000:]
+    merged = json.loads(out.read_text())
+    rows = merged["results"]["clothing_reviews"]
+    assert list(rows) == ["unadapted", "naive", "keras_ssl", "tfidf"]
+    assert [r["seed"] for r in rows["unadapted"]] == [0, 1] and [r["seed"] for r in rows["naive"]] == [0]
+    assert set(merged["config"]["recipes"]) == {"keras_ssl", "naive"}
+    assert merged["paired_gains_vs_unadapted"]["clothing_reviews"]["naive probe 16"]["per_seed"] == [0.08]
+    naive.write_text(json.dumps(run(0, (0.51, 0.6), (0.58, 0.62), recipe="naive")))  # not reproduced
+    differs = subprocess.run([sys.executable, script, "--combine", *map(str, paths), str(naive), "--output",
+                              str(tmp_path / "bad.json")], capture_output=True, text=True, timeout=300)
+    assert differs.returncode != 0 and "seed 0's unadapted baseline differs" in differs.stderr
 
 
 # The payoff itself, at the regime where benchmarks/text_payoff.py measured a seed-robust gain (the
