@@ -74,17 +74,19 @@ def test_simclr_pretraining_beats_random_init_with_10_labels_per_class(data):
 
 
 def test_lp_ft_starts_from_the_probe_and_modes_are_checked(data):
-    """LP-FT is the probe, then everything trains: with a vanishing fine-tuning rate and batch norm
-    frozen, it scores exactly what the probe scores; a real rate moves it; an unknown mode is refused."""
+    """LP-FT is the probe, then everything trains: with a zero fine-tuning rate and batch norm
+    frozen, it scores exactly what the probe scores; a real rate fine-tunes the encoder and scores more;
+    an unknown mode is refused."""
     train = mnist_labels(data, 5, seed=SEED)
     test = (data["test_x"][:500], data["test_y"][:500])
     encoder = mnist_encoder(SEED)
     before = [w.copy() for w in encoder.get_weights()]
     recipe = dict(steps=40, freeze_batchnorm=True)
     probe = classifier_accuracy(encoder, train, test, "probe", seed=SEED, **recipe)
-    still = classifier_accuracy(encoder, train, test, "lp_ft", seed=SEED, lp_ft_learning_rate=1e-12, **recipe)
+    still = classifier_accuracy(encoder, train, test, "lp_ft", seed=SEED, lp_ft_learning_rate=0.0, **recipe)
     moved = classifier_accuracy(encoder, train, test, "lp_ft", seed=SEED, lp_ft_learning_rate=1e-3, **recipe)
-    assert still == probe and moved != probe
+    # measured 0.536 -> 0.536 (rate 0) and 0.680 (rate 1e-3): fine-tuning the encoder moves it a lot
+    assert still == probe and moved > probe + 0.05
     assert all(np.array_equal(a, b) for a, b in zip(before, encoder.get_weights()))  # a copy trained
     with pytest.raises(ValueError, match="Unknown mode 'linear'"):
         classifier_accuracy(encoder, train, test, "linear")
