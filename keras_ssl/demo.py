@@ -91,6 +91,14 @@ def _print_tables(stages: Dict[str, dict], fills: Dict[str, List[List[str]]],
             print(f"    {hit} {name:20s} {', '.join(answers[i])}")
 
 
+def _print_more(answers: List[List[str]]) -> None:
+    """The top 3 of each of :data:`MORE_SENTENCES` (``answers``), ``*`` where the expected word is in it."""
+    print(f"\nThe {len(MORE_SENTENCES)} more sentences after fine-tuning (* expected word in the top 3):")
+    for (sentence, expected), top in zip(MORE_SENTENCES, answers):
+        hit = "*" if expected in top else " "
+        print(f"  {hit} {sentence}  [{expected}] -> {', '.join(top)}")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model dir or hub name (default: bundled MiniLM)")
@@ -156,11 +164,13 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
           f"head warm-up took {head_seconds:.0f} s.")
     record("fine-tuned")
     _print_tables(stages, fills, hits)
+    more = _fill(mlm, [sentence for sentence, _ in MORE_SENTENCES])
+    _print_more(more)
 
     mlm.save_pretrained(args.output)
     results = {"sentences": sentences, "expected": [word for _, word in SENTENCES], "stages": stages,
                "fill_mask": fills, "hits": hits,
-               "more_sentences": [list(pair) for pair in MORE_SENTENCES],
+               "more_sentences": [list(pair) for pair in MORE_SENTENCES], "more_fill_mask": more,
                "seconds": {"head_warm_up": head_seconds, "fine_tuning": seconds},
                "settings": vars(args)}
     with open(os.path.join(args.output, "demo_results.json"), "w") as f:

@@ -36,3 +36,14 @@ def test_every_expected_word_is_one_minilm_token(minilm_tokenizer):
     """A word the tokenizer splits could never be a fill-mask answer."""
     for _, word in demo.SENTENCES + demo.MORE_SENTENCES:
         assert minilm_tokenizer.tokenize(word) == [word], word
+
+
+def test_the_more_sentences_print_with_their_hits(capsys):
+    answers = [["x", "y", "z"]] * len(demo.MORE_SENTENCES)
+    answers[0] = ["loop", demo.MORE_SENTENCES[0][1], "next"]  # the expected word 2nd
+    demo._print_more(answers)
+    lines = capsys.readouterr().out.strip().splitlines()[1:]
+    assert len(lines) == len(demo.MORE_SENTENCES)
+    assert lines[0].startswith("  * " + demo.MORE_SENTENCES[0][0])
+    assert lines[0].endswith(f"-> loop, {demo.MORE_SENTENCES[0][1]}, next")
+    assert all(line.startswith("    ") for line in lines[1:])  # no hit, no star
