@@ -55,11 +55,14 @@ def format_table(task, rows, seeds, shots, test_size):
              f"{', '.join(map(str, seeds))}.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key, runs in rows.items():
+        name = ROW_NAMES.get(key, key)
+        if [r["seed"] for r in runs] != list(seeds):  # a row run on fewer seeds says which
+            name += f" (seeds {', '.join(str(r['seed']) for r in runs)})"
         if key == "tfidf":
             cells = [c for k in shots for c in (_cell(runs, str(k), None, metric), "–")]
         else:
             cells = [_cell(runs, str(k), mode, metric) for k in shots for mode in ("probe", "finetune")]
-        lines.append(f"| {ROW_NAMES.get(key, key)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

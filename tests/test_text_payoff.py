@@ -121,6 +121,8 @@ def test_benchmark_combines_seeds_run_separately(tmp_path):
     assert [r["seed"] for r in rows["unadapted"]] == [0, 1] and [r["seed"] for r in rows["naive"]] == [0]
     assert set(merged["config"]["recipes"]) == {"keras_ssl", "naive"}
     assert merged["paired_gains_vs_unadapted"]["clothing_reviews"]["naive probe 16"]["per_seed"] == [0.08]
+    assert "| adapted, naive recipe (seeds 0) | 0.580 | 0.620 |" in merged["table"]  # fewer seeds: named
+    assert "| adapted, keras_ssl recipe | 0.625 ± 0.075 |" in merged["table"]
     naive.write_text(json.dumps(run(0, (0.51, 0.6), (0.58, 0.62), recipe="naive")))  # not reproduced
     differs = subprocess.run([sys.executable, script, "--combine", *map(str, paths), str(naive), "--output",
                               str(tmp_path / "bad.json")], capture_output=True, text=True, timeout=300)
