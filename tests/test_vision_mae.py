@@ -200,3 +200,29 @@ def test_killed_mae_resumes_bit_for_bit_with_the_same_masks(tmp_path):
           f"largest weight change {moved:.3g}")
     assert moved > 0
     assert worst <= RESUME_RTOL  # measured: 0 (bit for bit)
+
+
+def test_the_speed_benchmarks_rewritten_blocks_compute_what_hugging_faces_do(mae):
+    """benchmarks/mae_breakdown.py's ``fused_forward`` (docs/vision.md: what owning the blocks would buy)
+    must be the same function as Hugging Face's encoder + decoder, or its timing means nothing."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                    "benchmarks"))
+    from mae_breakdown import fused_forward
+
+    from keras_ssl.vision.methods.masked_image_modeling import _pixel_values
+
+    images, noise = mae.pretext(IMAGES, training=True)
+    variables = mae.hf_model.trainable_variables
+    with tf.GradientTape(persistent=True) as tape:
+        logits, mask = mae.forward(images, noise)
+        fused, fused_mask = fused_forward(mae.hf_model, _pixel_values(images), noise)
+        losses = [tf.reduce_sum(tf.square(x) * mask[..., None]) for x in (logits, fused)]
+    np.testing.assert_array_equal(fused_mask.numpy(), mask.numpy())
+    assert_close_to_scale(fused.numpy(), logits.numpy(), what="predicted patches")
+    reference, rewritten = tape.gradient(losses[0], variables), tape.gradient(losses[1], variables)
+    for variable, a, b in zip(variables, reference, rewritten):
+        if "key/bias" not in variable.name:  # zero in exact arithmetic: float noise on both sides
+            assert_close_to_scale(b.numpy(), a.numpy(), what=variable.name)
