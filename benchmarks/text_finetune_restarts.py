@@ -24,9 +24,10 @@ import time
 import numpy as np
 from results_file import write_results
 
-from keras_ssl.quiet import quiet
+if __name__ == "__main__":  # before TensorFlow is imported: keras_ssl's messages only (not when a test
+    from keras_ssl.quiet import quiet  # imports summarise: that would quieten the rest of its session)
 
-quiet()  # before TensorFlow is imported: keras_ssl's messages only
+    quiet()
 
 from keras_ssl.evaluation.text_protocol import (  # noqa: E402
     ADAPT_RECIPES,
@@ -37,6 +38,7 @@ from keras_ssl.evaluation.text_protocol import (  # noqa: E402
     load_task,
     text_labels,
 )
+from keras_ssl.text import minilm_path  # noqa: E402
 
 
 def summarise(seeds_out: dict, metric: str) -> dict:
@@ -86,8 +88,6 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="keras_ssl_adapted_") as adapted:
             mlm.save_pretrained(adapted)
             del mlm
-            from keras_ssl.text import minilm_path
-
             for name, source in (("unadapted", minilm_path()), ("adapted", adapted)):
                 out[name] = {}
                 for k, train in labelled.items():

@@ -142,6 +142,29 @@ MIN_GAIN = 0.008
 
 
 @pytest.mark.slow
+def test_restart_benchmark_pairs_the_means_of_each_seeds_restarts():
+    """``benchmarks/text_finetune_restarts.py``: per seed, the adapted encoder's mean over classifier
+    restarts minus the unadapted one's; over seeds, their mean and std."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                    "benchmarks"))
+    from text_finetune_restarts import summarise
+
+    def runs(*finetuned):
+        return [{"probe": {"macro_f1": 0.5}, "finetune": {"macro_f1": f}} for f in finetuned]
+
+    seeds = {"0": {"unadapted": {"16": runs(0.75, 0.63)}, "adapted": {"16": runs(0.76, 0.80)}},
+             "1": {"unadapted": {"16": runs(0.60, 0.70, 0.65)}, "adapted": {"16": runs(0.70, 0.72, 0.74)}}}
+    row = summarise(seeds, "macro_f1")["16"]
+    gains = [np.mean([0.76, 0.80]) - np.mean([0.75, 0.63]), 0.72 - 0.65]
+    assert [row[s]["finetune"]["gain"] for s in ("0", "1")] == pytest.approx(gains)
+    assert row["finetune_gain_mean"] == pytest.approx(np.mean(gains))
+    assert row["finetune_gain_std"] == pytest.approx(np.std(gains))
+    assert row["0"]["finetune"]["unadapted"] == pytest.approx(0.69) and row["probe_gain_mean"] == 0.0
+
+
 def test_adapting_minilm_to_the_task_text_raises_the_256_label_probe():
     from keras_ssl.text import minilm_path
 
