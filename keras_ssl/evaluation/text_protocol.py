@@ -40,8 +40,8 @@ TEXT_TASKS: Dict[str, Dict[str, Any]] = {
 #: cosine decay. Measured on Rotten Tomatoes (seeds 0-2, docs/results.md): both help the probe at
 #: 256 labels per class (+0.035 / +0.034), the naive one more once the classifier fine-tunes (+0.024
 #: against +0.009); neither helps at 16 or 64 labels. On the clothing reviews both lift the probe's
-#: macro-F1 at 16, 64 and 256 labels on every seed (naive +0.069 to +0.079, seeds 0-1; keras_ssl
-#: +0.055 to +0.083, seeds 0-2), level with each other within the seed spread.
+#: macro-F1 at 16, 64 and 256 labels on every seed (seeds 0-2: naive +0.060 to +0.073, keras_ssl
+#: +0.055 to +0.083 on average), level with each other within the seed spread.
 ADAPT_RECIPES: Dict[str, Dict[str, Any]] = {
     "naive": {"head_steps": 0, "steps": 150, "batch_size": 32, "learning_rate": 1e-4,
               "strategy": "token", "mask_rate": 0.15},
