@@ -159,9 +159,7 @@ def pieces(size: str, image_size: int, patch_size: int, batch: int, jit: bool = 
 
     def fused_gradients():
         with tf.GradientTape() as tape:
-            logits, mask = fused_forward(model, _pixel_values(images), fixed_noise)
-            per_patch = tf.reduce_mean(tf.square(logits - mae.targets(images)), axis=-1)
-            value = mae.global_mean(tf.reduce_sum(per_patch * mask, -1) / tf.reduce_sum(mask, -1))
+            value = mae.masked_patch_loss(images, *fused_forward(model, _pixel_values(images), fixed_noise))
         return value, tape.gradient(value, model.trainable_variables)
 
     out = {

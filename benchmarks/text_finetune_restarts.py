@@ -10,7 +10,7 @@ restart's probe and fine-tuned score and, per seed, the gain of the adapted enco
 restarts against the unadapted one's: the gain the encoder buys once the fine-tune's luck averages out.
 
 Run: ``python benchmarks/text_finetune_restarts.py --task clothing_reviews --seeds 0 1 2 --shots 16
---restarts 4`` (``--quick``: 10 adaptation steps, 2 restarts, 200 test texts); writes
+--restarts 3`` (``--quick``: 10 adaptation steps, 2 restarts, 200 test texts); writes
 ``benchmarks/results/text_finetune_restarts_<task>.json`` after every seed.
 """
 

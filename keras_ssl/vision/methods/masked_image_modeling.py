@@ -183,10 +183,14 @@ class MAE(SingleImageMethod):
         return tf.cast(logits, tf.float32), tf.cast(out.mask, tf.float32)
 
     def ssl_loss(self, images, noise, training):
-        logits, mask = self.forward(images, noise, training)
+        return self.masked_patch_loss(images, *self.forward(images, noise, training)), {}
+
+    def masked_patch_loss(self, images: tf.Tensor, logits: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+        """Mean squared error of ``logits`` against :meth:`targets` over the masked patches of each
+        image, averaged over the global batch (scalar)."""
         per_patch = tf.reduce_mean(tf.square(logits - self.targets(images)), axis=-1)  # [batch, L]
         per_image = tf.reduce_sum(per_patch * mask, axis=-1) / tf.reduce_sum(mask, axis=-1)
-        return self.global_mean(per_image), {}
+        return self.global_mean(per_image)
 
     def reconstruct(self, images) -> tuple:
         """``(mask [batch, H, W, 1], reconstruction [batch, H, W, C])`` in pixel space ``[0, 1]``.
