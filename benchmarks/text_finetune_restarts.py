@@ -53,8 +53,8 @@ def summarise(seeds_out: dict, metric: str) -> dict:
             for seed, out in seeds_out.items():
                 means = {enc: float(np.mean([r[mode][metric] for r in out[enc][k]]))
                          for enc in ("unadapted", "adapted")}
-                row.setdefault(seed, {})[mode] = {**means, "gain": means["adapted"] - means["unadapted"]}
                 gains.append(means["adapted"] - means["unadapted"])
+                row.setdefault(seed, {})[mode] = {**means, "gain": gains[-1]}
             row[f"{mode}_gain_mean"], row[f"{mode}_gain_std"] = float(np.mean(gains)), float(np.std(gains))
         summary[k] = row
     return summary
