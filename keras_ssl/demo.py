@@ -61,15 +61,14 @@ def minilm_path() -> str:
         raise SystemExit(str(err)) from None
 
 
-def _fill(mlm, sentences: Sequence[str]) -> List[List[str]]:
-    """Top-3 ``token_str`` for the mask of each sentence."""
-    return [[o["token_str"] for o in result] for result in mlm.fill_mask(list(sentences), top_k=3)]
-
-
-def _hits(mlm, sentences=SENTENCES + MORE_SENTENCES) -> Dict[str, int]:
-    """How many expected words rank in the top 3 and top 5 of their sentence's mask."""
+def _answers(mlm, sentences=SENTENCES + MORE_SENTENCES) -> List[List[str]]:
+    """Top-5 ``token_str`` for the mask of each ``(sentence, expected word)``, in one fill-mask call."""
     results = mlm.fill_mask([sentence for sentence, _ in sentences], top_k=5)
-    answers = [[o["token_str"] for o in result] for result in results]
+    return [[o["token_str"] for o in result] for result in results]
+
+
+def _hits(answers: List[List[str]], sentences=SENTENCES + MORE_SENTENCES) -> Dict[str, int]:
+    """How many expected words rank in the top 3 and top 5 of their sentence's ``answers``."""
     ranks = [a.index(word) + 1 for (_, word), a in zip(sentences, answers) if word in a]
     return {"top_3": sum(r <= 3 for r in ranks), "top_5": len(ranks), "sentences": len(sentences)}
 
@@ -137,12 +136,13 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     mlm.compile(optimizer=keras_ssl.optimizers.adamw(
         learning_rate=args.learning_rate, warmup_steps=max(args.steps // 10, 1), total_steps=args.steps))
     sentences = [sentence for sentence, _ in SENTENCES]
-    stages, fills, hits = {}, {}, {}
+    stages, fills, hits, answers = {}, {}, {}, {}
 
     def record(name: str) -> None:
         stages[name] = mlm.evaluate(val, return_dict=True, verbose=0)
-        fills[name] = _fill(mlm, sentences)
-        hits[name] = _hits(mlm)
+        answers[name] = _answers(mlm)  # SENTENCES, then MORE_SENTENCES
+        fills[name] = [top[:3] for top in answers[name][:len(SENTENCES)]]
+        hits[name] = _hits(answers[name])
         logs = stages[name]
         print(f"{name}: masked accuracy {logs['masked_accuracy']:.3f}, word accuracy "
               f"{logs['word_accuracy']:.3f}, perplexity {logs['perplexity']:.1f}", flush=True)
@@ -164,7 +164,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
           f"head warm-up took {head_seconds:.0f} s.")
     record("fine-tuned")
     _print_tables(stages, fills, hits)
-    more = _fill(mlm, [sentence for sentence, _ in MORE_SENTENCES])
+    more = [top[:3] for top in answers["fine-tuned"][len(SENTENCES):]]
     _print_more(more)
 
     mlm.save_pretrained(args.output)

@@ -21,7 +21,7 @@ def test_hits_count_ranks_within_top_3_and_top_5():
                       "b [MASK].": ["p", "q", "y", "r", "s"],   # rank 3
                       "c [MASK].": ["p", "q", "r", "s", "z"],   # rank 5: top 5 only
                       "d [MASK].": ["p", "q", "r", "s", "t"]})  # missing
-    assert demo._hits(model, sentences) == {"top_3": 2, "top_5": 3, "sentences": 4}
+    assert demo._hits(demo._answers(model, sentences), sentences) == {"top_3": 2, "top_5": 3, "sentences": 4}
     assert model.asked == (["a [MASK].", "b [MASK].", "c [MASK].", "d [MASK]."], 5)
 
 
