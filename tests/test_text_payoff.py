@@ -145,11 +145,6 @@ MIN_GAIN = 0.008
 def test_restart_benchmark_pairs_the_means_of_each_seeds_restarts():
     """``benchmarks/text_finetune_restarts.py``: per seed, the adapted encoder's mean over classifier
     restarts minus the unadapted one's; over seeds, their mean and std."""
-    import os
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                    "benchmarks"))
     from text_finetune_restarts import summarise
 
     def runs(*finetuned):

@@ -205,11 +205,6 @@ def test_killed_mae_resumes_bit_for_bit_with_the_same_masks(tmp_path):
 def test_the_speed_benchmarks_rewritten_blocks_compute_what_hugging_faces_do(mae):
     """benchmarks/mae_breakdown.py's ``fused_forward`` (docs/vision.md: what owning the blocks would buy)
     must be the same function as Hugging Face's encoder + decoder, or its timing means nothing."""
-    import os
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                    "benchmarks"))
     from mae_breakdown import fused_forward
 
     from keras_ssl.vision.methods.masked_image_modeling import _pixel_values
