@@ -1,4 +1,4 @@
-"""The GPU benchmark run: MLM and vision throughput, float32 / bf16 / fp16, with and without XLA, + MFU.
+"""The GPU benchmark run: MLM, vision and MAE throughput, float32/bf16/fp16, with and without XLA, + MFU.
 
 On a machine with a GPU, ``bash benchmarks/gpu.sh`` (this script with the venv's python) runs, within
 ``--budget-s`` (default 450 s) of wall time and with no network:
@@ -8,6 +8,9 @@ On a machine with a GPU, ``bash benchmarks/gpu.sh`` (this script with the venv's
   (``ours``);
 * **vision** (``benchmarks/vision_throughput.py``): SimCLR ResNet-18 at 32x32, batch 512, the plain
   ``train_step`` (``plain``, the reference) vs ``vision.SimCLR.fit`` (``ours``);
+* **MAE** (``benchmarks/mae_throughput.py``): the paper's ViT-B/16 with its 512-d x 8-block decoder at
+  224x224, mask ratio 0.75, Hugging Face's documented path (``TFViTMAEForPreTraining`` compiled with its
+  built-in loss and ``fit``: ``hf``, the reference) vs ``vision.MAE.fit`` (``ours``);
 
 each at ``float32``, ``mixed_bfloat16`` and ``mixed_float16`` (Keras global policy; loss scaling for
 fp16), with and without ``jit_compile=True``. Every row runs in its own process (``--per-run-timeout-s``,
@@ -20,7 +23,9 @@ GPU and under ``MirroredStrategy`` on two; ``relative_step_diff`` as in ``tests/
 
 Batch rule (by GPU memory ``M`` GiB from ``nvidia-smi``; 16 GiB if unknown): MLM tokens per batch =
 the largest power of two <= 256 x M (80 GiB: 16384 tokens, batch 128 at seq 128 and 32 at seq 512);
-vision batch 512 (256 below 16 GiB).
+vision batch 512 (256 below 16 GiB); MAE batch 256 (128 below 40 GiB, 64 below 16 GiB). Every row
+also reports the TensorFlow allocator's peak GPU memory (``peak_gpu_mb``), for "faster with no more
+memory" comparisons.
 
 MFU = achieved model FLOP/s / the device's peak dense FLOP/s for the precision used (``PEAK_TFLOPS``:
 bf16 / fp16 tensor cores; float32 counts TF32 where TensorFlow enables it, compute capability >= 8.0).
@@ -33,7 +38,8 @@ products and convolutions only:
   on the traced graph (tested). Every path gets the same count, so ``ours``' MFU credits it with the
   full-logits FLOPs it avoids by projecting only the masked positions;
 * vision, TF's profiler (:func:`graph_flops`, Conv2D/MatMul ops of the traced encoder + projection
-  forward pass at batch 1), x 2 views.
+  forward pass at batch 1), x 2 views;
+* MAE, TF's profiler on one image's forward pass (encoder on the visible patches, decoder on all).
 
 Output: one markdown table (benchmark, path, precision, jit, batch, throughput, ratio to the reference
 path at the same precision/XLA/seq, ratio to the float32 reference, TFLOP/s, MFU) and
@@ -65,8 +71,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-BENCHMARKS = ("mlm", "vision")
-REFERENCE = {"mlm": "hf", "vision": "plain"}
+BENCHMARKS = ("mlm", "vision", "mae")
+REFERENCE = {"mlm": "hf", "vision": "plain", "mae": "hf"}
 NO_GPU_EXIT = 2
 STEP_RTOL = 1e-3  # tests/numerics.py
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "TRANSFORMERS_VERBOSITY": "error", "TRANSFORMERS_OFFLINE": "1",
@@ -143,7 +149,20 @@ def achieved_flops(result: dict) -> Optional[float]:
     per_view = result.get("forward_flops_per_view")
     if result.get("benchmark") == "vision" and "images_per_s" in result and per_view:
         return result["images_per_s"] * 2 * 3 * per_view
+    per_image = result.get("forward_flops_per_image")
+    if result.get("benchmark") == "mae" and "images_per_s" in result and per_image:
+        return result["images_per_s"] * 3 * per_image
     return None
+
+
+def peak_gpu_mb() -> Optional[float]:
+    """The TensorFlow allocator's peak memory on the first GPU in MiB since the process began, or None
+    without a GPU (worker scripts add it to their results)."""
+    from keras_ssl.backend import tf
+
+    if not tf.config.list_physical_devices("GPU"):
+        return None
+    return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
 
 
 # --- the matrix --------------------------------------------------------------------------------------
@@ -175,7 +194,12 @@ def vision_batch(memory_gib: float) -> int:
     return 512 if memory_gib >= 16 else 256
 
 
-def matrix(benchmarks, seq_lens, precisions, jits, mlm_batches: dict, vision_batch_size: int) -> list:
+def mae_batch(memory_gib: float) -> int:
+    return 256 if memory_gib >= 40 else 128 if memory_gib >= 16 else 64
+
+
+def matrix(benchmarks, seq_lens, precisions, jits, mlm_batches: dict, vision_batch_size: int,
+           mae_batch_size: int = 256) -> list:
     """Every row, in priority order: ``precision rank + 2 x jit + 3 x (not the first seq)``, then
     benchmark, seq, precision, jit and path (reference first), so a reference and ``ours`` stay adjacent."""
     rank = {p: i for i, p in enumerate(PRECISIONS)}
@@ -185,7 +209,8 @@ def matrix(benchmarks, seq_lens, precisions, jits, mlm_batches: dict, vision_bat
             for precision in precisions:
                 for jit in jits:
                     for path in (REFERENCE[benchmark], "ours"):
-                        batch = mlm_batches[seq] if benchmark == "mlm" else vision_batch_size
+                        batch = {"mlm": mlm_batches.get(seq), "vision": vision_batch_size,
+                                 "mae": mae_batch_size}[benchmark]
                         rows.append(Row(benchmark, path, precision, jit, batch, seq))
 
     def priority(row: Row):
@@ -205,6 +230,12 @@ def worker_command(row: Row, settings: argparse.Namespace) -> list:
     if row.benchmark == "mlm":
         return [sys.executable, os.path.join(HERE, "mlm_throughput.py"), "--only", row.path, "--json",
                 "--seq-len", str(row.seq_len), *common]
+    if row.benchmark == "mae":
+        shape = ["tiny", "32", "4"] if settings.dry_run else ["base", "224", "16"]
+        return [sys.executable, os.path.join(HERE, "mae_throughput.py"), "--worker", row.path, "--flops",
+                "--batch", str(row.batch), "--steps", str(settings.steps * settings.repeats), "--warmup",
+                str(settings.warmup), "--precision", row.precision, *(["--jit"] if row.jit else []),
+                "--size", shape[0], "--image-size", shape[1], "--patch-size", shape[2]]
     return [sys.executable, os.path.join(HERE, "vision_throughput.py"), "--worker", row.path, "--flops",
             *common]
 
@@ -300,7 +331,7 @@ def markdown_table(results: list) -> str:
         return "" if value is None else f"{value:{spec}}{suffix}"
 
     lines = ["| benchmark | path | precision | jit | batch | throughput | vs reference | vs fp32 reference "
-             "| TFLOP/s | MFU | status |", "|" + "---|" * 11]
+             "| TFLOP/s | MFU | peak GPU MiB | status |", "|" + "---|" * 12]
     for r in results:
         name = r["benchmark"] + (f" seq {r['seq_len']}" if r.get("seq_len") else "")
         unit = "tokens/s" if r["benchmark"] == "mlm" else "images/s"
@@ -309,7 +340,8 @@ def markdown_table(results: list) -> str:
             f"| {name} | {r['path']} | {r['precision']} | {'xla' if r['jit'] else ''} | {r['batch_size']} | "
             f"{fmt(rate, '.1f', ' ' + unit)} | {fmt(r.get('ratio_vs_reference'), '.2f', 'x')} | "
             f"{fmt(r.get('ratio_vs_float32_reference'), '.2f', 'x')} | "
-            f"{fmt(r.get('achieved_tflops'), '.3g')} | {fmt(r.get('mfu'), '.1%')} | {r['status']} |")
+            f"{fmt(r.get('achieved_tflops'), '.3g')} | {fmt(r.get('mfu'), '.1%')} | "
+            f"{fmt(r.get('peak_gpu_mb'), '.0f')} | {r['status']} |")
     return "\n".join(lines)
 
 
@@ -482,10 +514,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def dry_run_rows(rows: list) -> list:
     """The dry run's few rows (each a worker process; a few on 2 cores): MLM's reference and ``ours`` at
-    mixed_bfloat16 and vision's plain step at mixed_float16 (its loss scaling), no XLA (compiling
-    dominates on a CPU)."""
+    mixed_bfloat16, vision's plain step at mixed_float16 (its loss scaling) and MAE's ``ours`` at
+    float32, no XLA (compiling dominates on a CPU)."""
     keep = {("mlm", "mixed_bfloat16", "hf"), ("mlm", "mixed_bfloat16", "ours"),
-            ("vision", "mixed_float16", "plain")}
+            ("vision", "mixed_float16", "plain"), ("mae", "float32", "ours")}
     return [r for r in rows if (r.benchmark, r.precision, r.path) in keep and not r.jit]
 
 
@@ -511,12 +543,13 @@ def main(argv=None) -> int:
     info = machine(gpus)
     memory_gib = (info["memory_total_mib"] or 16 * 1024) / 1024
     if args.dry_run:
-        mlm_batches, vision_batch_size = {s: 2 for s in args.seq_lens}, 2
+        mlm_batches, vision_batch_size, mae_batch_size = {s: 2 for s in args.seq_lens}, 2, 2
     else:
         mlm_batches = {s: mlm_batch(memory_gib, s) for s in args.seq_lens}
-        vision_batch_size = vision_batch(memory_gib)
+        vision_batch_size, mae_batch_size = vision_batch(memory_gib), mae_batch(memory_gib)
     jits = {"both": [False, True], "on": [True], "off": [False]}[args.jit]
-    rows = matrix(args.benchmarks, args.seq_lens, args.precisions, jits, mlm_batches, vision_batch_size)
+    rows = matrix(args.benchmarks, args.seq_lens, args.precisions, jits, mlm_batches, vision_batch_size,
+                  mae_batch_size)
     if args.dry_run:
         rows = dry_run_rows(rows)
     replicas = args.replica_check == "on" or (args.replica_check == "auto" and len(gpus) >= 2)
@@ -559,7 +592,7 @@ def main(argv=None) -> int:
         "config": {k: getattr(args, k) for k in ("budget_s", "per_run_timeout_s", "benchmarks", "precisions",
                                                  "jit", "seq_lens", "steps", "repeats", "warmup")},
         "batch_rule": {"memory_gib": memory_gib, "mlm": {str(k): v for k, v in mlm_batches.items()},
-                       "vision": vision_batch_size},
+                       "vision": vision_batch_size, "mae": mae_batch_size},
         "machine": info,
         "results": results,
         "replica_check": replica,

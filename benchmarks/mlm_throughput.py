@@ -213,6 +213,8 @@ def measure(path: str, args) -> dict:
     blocks = pack_blocks(tokenizer, args.seq_len)
     baseline = _rss_mb()
     run = RUNNERS[path](blocks, tokenizer, args)
+    from gpu import peak_gpu_mb
+
     tokens = args.batch_size * args.seq_len * args.steps
     median_s = statistics.median(run["seconds"])
     peak = _peak_rss_mb()
@@ -230,6 +232,7 @@ def measure(path: str, args) -> dict:
         "baseline_rss_mb": baseline,
         "peak_rss_mb": peak,
         "rss_growth_mb": peak - baseline,
+        "peak_gpu_mb": peak_gpu_mb(),
         "tf_version": tf.__version__,
         "tf_threads": {
             "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),

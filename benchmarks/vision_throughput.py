@@ -51,6 +51,7 @@ if __name__ == "__main__" and "--worker" in sys.argv:
     elif _path.startswith("plain") or _path == "ours_tf_defaults":
         import tensorflow  # noqa: F401  (first: keras_ssl then keeps TensorFlow's own start-up options)
 
+from gpu import peak_gpu_mb  # noqa: E402
 from step_timer import StepTimer  # noqa: E402
 
 from keras_ssl import augment, losses, vision  # noqa: E402
@@ -151,7 +152,7 @@ def measure(path: str, images: np.ndarray, batch: int, steps: int, repeats: int,
     rates = [batch / seconds for seconds in timer.seconds]
     result = {"path": path, "images_per_s": statistics.median(rates), "all": rates, "warmup_s": warm,
               "onednn": _onednn_on(), "precision": precision, "jit": jit or path.endswith("xla"),
-              "batch_size": batch, "final_loss": timer.losses[-1]}
+              "batch_size": batch, "final_loss": timer.losses[-1], "peak_gpu_mb": peak_gpu_mb()}
     if flops:
         result["forward_flops_per_view"] = forward_flops_per_view(model)
     return result

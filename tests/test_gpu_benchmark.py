@@ -10,13 +10,11 @@ import subprocess
 import sys
 import time
 
+import gpu
 import numpy as np
 import pytest
 
-BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
-sys.path.insert(0, BENCHMARKS)
-
-import gpu  # noqa: E402
+BENCHMARKS = os.path.dirname(os.path.abspath(gpu.__file__))
 
 RESULT_KEYS = {"benchmark", "path", "precision", "jit", "batch_size", "status", "ratio_vs_reference",
                "ratio_vs_float32_reference", "achieved_tflops", "peak_tflops", "mfu", "mfu_note"}
@@ -52,15 +50,41 @@ def test_bert_formula_matches_a_hand_count_and_the_profiler(minilm_tokenizer):
     assert 3 * forward == expected
 
 
+def test_mae_forward_flops_match_a_hand_count():
+    import mae_throughput
+
+    from keras_ssl import vision
+
+    mae = vision.MAE.from_config(16, 4, num_channels=3, size="tiny", mask_ratio=0.75, seed=0)
+    c = mae.hf_model.config
+    patches, pixels = 16, 4 * 4 * 3
+    visible, tokens = 4 + 1, patches + 1  # the encoder sees the kept patches and the class token
+
+    def blocks(layers, width, intermediate, n):  # Q/K/V/O, feed-forward, scores and values
+        return layers * 2 * n * (4 * width * width + 2 * width * intermediate + 2 * n * width)
+
+    expected = (2 * patches * pixels * c.hidden_size  # patch embedding (a strided convolution)
+                + blocks(c.num_hidden_layers, c.hidden_size, c.intermediate_size, visible)
+                + 2 * visible * c.hidden_size * c.decoder_hidden_size  # decoder embedding
+                + blocks(c.decoder_num_hidden_layers, c.decoder_hidden_size, c.decoder_intermediate_size,
+                         tokens)
+                + 2 * tokens * c.decoder_hidden_size * pixels)  # pixel prediction
+    assert mae_throughput.forward_flops_per_image(mae) == expected
+
+
 def test_achieved_flops_and_mfu_follow_the_throughput():
     mlm = {"benchmark": "mlm", "path": "ours", "precision": "mixed_bfloat16", "jit": False, "seq_len": 128,
            "tokens_per_s": 128_000.0, "model_dims": {"layers": 6, "hidden": 384, "intermediate": 1536,
                                                      "vocab": 30522}}
     vision = {"benchmark": "vision", "path": "plain", "precision": "float32", "jit": False,
               "images_per_s": 1000.0, "forward_flops_per_view": 1.0e9}
+    mae = {"benchmark": "mae", "path": "ours", "precision": "float32", "jit": True,
+           "images_per_s": 500.0, "forward_flops_per_image": 2.0e9}
     per_sequence = gpu.bert_mlm_train_flops(6, 384, 1536, 30522, 128)
     assert gpu.achieved_flops(mlm) == pytest.approx(1000 * per_sequence, rel=1e-12)
     assert gpu.achieved_flops(vision) == pytest.approx(1000 * 2 * 3 * 1.0e9, rel=1e-12)
+    assert gpu.achieved_flops(mae) == pytest.approx(500 * 3 * 2.0e9, rel=1e-12)  # one view per image
+    assert gpu.achieved_flops({**mae, "forward_flops_per_image": None}) is None
     results = [mlm, vision]
     gpu.add_ratios_and_mfu(results, "NVIDIA H100 80GB HBM3", tf32=True)
     assert mlm["peak_tflops"] == 989.4 and vision["peak_tflops"] == 494.7  # bf16; float32 runs as TF32
@@ -93,6 +117,7 @@ def test_batch_rule():
     assert gpu.mlm_batch(141, 128) == 256  # H200: 36096 tokens -> 32768
     assert gpu.mlm_batch(0.001, 512) == 1
     assert gpu.vision_batch(80) == 512 and gpu.vision_batch(15) == 256
+    assert [gpu.mae_batch(m) for m in (141, 80, 40, 24, 16, 8)] == [256, 256, 256, 128, 128, 64]
 
 
 def test_matrix_covers_every_combination_in_priority_order():
@@ -107,6 +132,10 @@ def test_matrix_covers_every_combination_in_priority_order():
                (ours.benchmark, ours.seq_len, ours.precision, ours.jit)
     assert rows[4].precision == "mixed_bfloat16" and not rows[4].jit
     assert all(r.batch == (32 if r.seq_len == 512 else 128 if r.seq_len else 512) for r in rows)
+    with_mae = gpu.matrix(list(gpu.BENCHMARKS), [128], ["float32"], [False], {128: 128}, 512, 64)
+    assert [(r.name, r.batch) for r in with_mae] == [
+        ("mlm seq 128 hf float32", 128), ("mlm seq 128 ours float32", 128), ("vision plain float32", 512),
+        ("vision ours float32", 512), ("mae hf float32", 64), ("mae ours float32", 64)]
 
 
 class FakeClock:
@@ -147,10 +176,11 @@ def test_markdown_table_has_one_row_per_result_and_leaves_unknowns_empty():
         {"benchmark": "vision", "path": "ours", "precision": "mixed_float16", "jit": True, "batch_size": 512,
          "status": "timeout"},
     ]
+    results[1]["peak_gpu_mb"] = 2047.6
     gpu.add_ratios_and_mfu(results, "unknown device", tf32=True)
     lines = gpu.markdown_table(results).splitlines()
-    assert len(lines) == 2 + 3 and all(line.count("|") == 12 for line in lines)
-    assert "| 1.60x |" in lines[3] and "1600.0 tokens/s" in lines[3]
+    assert len(lines) == 2 + 3 and all(line.count("|") == 13 for line in lines)
+    assert "| 1.60x |" in lines[3] and "1600.0 tokens/s" in lines[3] and "| 2048 | ok |" in lines[3]
     assert results[1]["ratio_vs_float32_reference"] == pytest.approx(1.6) and results[1]["mfu"] is None
     assert lines[4].endswith("| timeout |") and "x |" not in lines[4]
 
@@ -172,11 +202,20 @@ def test_dry_run_defaults_are_tiny():
     assert (args.steps, args.repeats, args.warmup, args.seq_lens) == (1, 1, 1, [16])
     rows = gpu.dry_run_rows(gpu.matrix(gpu.BENCHMARKS, args.seq_lens, gpu.PRECISIONS, [False, True],
                                        {16: 2}, 2))
-    assert [r.name for r in rows] == ["mlm seq 16 hf mixed_bfloat16", "mlm seq 16 ours mixed_bfloat16",
-                                      "vision plain mixed_float16"]
+    assert [r.name for r in rows] == ["mae ours float32", "mlm seq 16 hf mixed_bfloat16",
+                                      "mlm seq 16 ours mixed_bfloat16", "vision plain mixed_float16"]
     commands = [gpu.worker_command(r, args) for r in rows]
-    assert all("--tiny" in c and c[c.index("--precision") + 1] == r.precision for c, r in zip(commands, rows))
-    assert "--flops" in commands[2] and commands[0][commands[0].index("--seq-len") + 1] == "16"
+    assert all(c[c.index("--precision") + 1] == r.precision for c, r in zip(commands, rows))
+    assert all("--tiny" in c for c in commands[1:]) and "--flops" in commands[3]
+    assert commands[1][commands[1].index("--seq-len") + 1] == "16"
+    mae = commands[0]  # the tiny MAE preset at 32x32 in the dry run, ViT-B/16 at 224 on a GPU
+    assert mae[1].endswith("mae_throughput.py") and mae[mae.index("--worker") + 1] == "ours"
+    shape_flags = ("--size", "--image-size", "--patch-size")
+    assert [mae[mae.index(flag) + 1] for flag in shape_flags] == ["tiny", "32", "4"]
+    args.dry_run = False
+    full = gpu.worker_command(gpu.Row("mae", "hf", "mixed_bfloat16", True, 256), args)
+    assert [full[full.index(flag) + 1] for flag in ("--size", "--image-size", "--patch-size", "--batch")] == [
+        "base", "224", "16", "256"] and "--jit" in full and "--flops" in full
 
 
 # --- the script on this CPU ---------------------------------------------------------------------------
@@ -209,8 +248,8 @@ def test_dry_run_end_to_end(tmp_path):
         report["machine"])
     results = report["results"]
     assert [(r["benchmark"], r["path"], r["precision"], r["jit"]) for r in results] == [
-        ("mlm", "hf", "mixed_bfloat16", False), ("mlm", "ours", "mixed_bfloat16", False),
-        ("vision", "plain", "mixed_float16", False)]
+        ("mae", "ours", "float32", False), ("mlm", "hf", "mixed_bfloat16", False),
+        ("mlm", "ours", "mixed_bfloat16", False), ("vision", "plain", "mixed_float16", False)]
     for r in results:
         assert RESULT_KEYS <= set(r), r
         assert r["mfu"] is None or 0 < r["mfu"] < 1
@@ -220,8 +259,24 @@ def test_dry_run_end_to_end(tmp_path):
         assert r["status"] == "ok", r
         assert r["batch_size"] == 2 and np.isfinite(r["final_loss"])
         assert r["achieved_tflops"] > 0
-    hf, ours = results[0], results[1]
+        assert r["peak_gpu_mb"] is None  # no GPU in the dry run
+    mae, hf, ours = results[0], results[1], results[2]
     if hf["status"] == "ok":
         assert ours["ratio_vs_reference"] == pytest.approx(ours["tokens_per_s"] / hf["tokens_per_s"])
-    assert results[2]["ratio_vs_reference"] == 1.0  # the reference itself
+    assert results[3]["ratio_vs_reference"] == 1.0  # the reference itself
+    assert mae["ratio_vs_reference"] is None  # its reference (hf) is not in the dry run
+    assert mae["forward_flops_per_image"] > 0 and np.isfinite(mae["images_per_s"])
     assert report["table"] in done.stdout and len(report["table"].splitlines()) == 2 + len(results)
+
+
+def test_a_failed_mae_row_reports_the_innermost_error_line():
+    """Hugging Face's path fails under mixed_float16 inside Keras's wrapping; the row names the real cause."""
+    import mae_throughput
+
+    wrapped = TypeError("Exception encountered when calling layer 'vit' (type TFViTMAEForPreTraining).\n\n"
+                        "in user code:\n    File \"x.py\", line 1\n"
+                        "        TypeError: Input 'y' of 'Mul' Op has type float32 that does not match type "
+                        "float16 of argument 'x'.\n\nCall arguments received:\n"
+                        "  • interpolate_pos_encoding=False")
+    assert mae_throughput._error_line(wrapped).startswith("TypeError: Input 'y' of 'Mul' Op has type float32")
+    assert mae_throughput._error_line(ValueError("bad\nsecond")) == "ValueError: bad"
