@@ -12,15 +12,18 @@ images, batch and optimizer (Adam 1e-4), mask ratio 0.75, ``norm_pix_loss``:
 Each path runs in its own process; steps are timed one by one inside one ``fit``
 (:class:`step_timer.StepTimer`), after ``--warmup`` steps; the table gives the ratio of medians and the
 median of each round's ratio to ``hf`` (steadier where the machine's speed drifts between rounds).
-Peak resident memory of each process is reported (``ru_maxrss``), and on a GPU the allocator's peak
-GPU memory. ``--precision`` sets the Keras
-global policy in every path (``mixed_float16`` adds the loss scaling ``compile`` gives), ``--jit``
-compiles every path with XLA, ``--flops`` adds the model's forward FLOPs per image (for MFU in
-``benchmarks/gpu.py``, which runs the paper's ViT-B/16 at 224x224 through this script's worker).
+Peak resident memory of each process is reported (``ru_maxrss``), on a GPU the allocator's peak GPU
+memory, and with ``TF_CPU_ALLOCATOR_USE_BFC=true`` in the environment the peak of TensorFlow's CPU
+allocator: the tensors alone (model, optimizer state, activations, XLA's buffers), without the
+libraries, the compiler and the heap's slack that the resident memory also counts. ``--precision``
+sets the Keras global policy in every path (``mixed_float16`` adds the loss scaling ``compile``
+gives), ``--jit`` compiles every path with XLA, ``--flops`` adds the model's forward FLOPs per
+image (for MFU in ``benchmarks/gpu.py``, which runs the paper's ViT-B/16 at 224x224 through this
+script's worker).
 The images are random: ``--batch`` x ``--steps`` distinct ones while they fit in 256 MiB, else fewer
 batches, repeated. Run: ``python benchmarks/mae_throughput.py`` (``--quick`` for a smoke run,
 ``--size small`` for the larger preset). Prints images/s and the ratio to ``hf``; writes
-``benchmarks/results/mae_throughput.json``.
+``benchmarks/results/mae_throughput.json`` (``--output``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import resource
 import statistics
@@ -37,8 +39,10 @@ import sys
 import time
 
 import numpy as np
+from results_file import write_results
 
 PATHS = ["hf", "hf_xla", "ours", "ours_xla"]
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def forward_flops_per_image(mae) -> float:
@@ -98,6 +102,8 @@ def measure(path: str, args) -> dict:
               "jit": jit, "batch_size": args.batch,
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
               "peak_gpu_mb": peak_gpu_mb()}
+    if os.environ.get("TF_CPU_ALLOCATOR_USE_BFC", "").lower() in ("1", "true"):  # tensors on the CPU
+        result["peak_cpu_tensors_mb"] = tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20
     if args.flops:
         result["forward_flops_per_image"] = forward_flops_per_image(mae)
     return result
@@ -118,6 +124,7 @@ def main() -> None:
     parser.add_argument("--jit", action="store_true", help="compile every path with XLA")
     parser.add_argument("--flops", action="store_true", help="also count the forward FLOPs per image")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--output", default=os.path.join(HERE, "results", "mae_throughput.json"))
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
@@ -133,7 +140,7 @@ def main() -> None:
     for _ in range(args.rounds):
         for path in PATHS:
             cmd = [sys.executable, __file__, "--worker", path] + [a for a in sys.argv[1:] if a != "--worker"]
-            out = subprocess.run(cmd, capture_output=True, text=True, cwd=os.path.dirname(__file__))
+            out = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE)
             if out.returncode != 0:
                 raise RuntimeError(f"{path} failed:\n{out.stderr[-3000:]}")
             result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -142,23 +149,22 @@ def main() -> None:
             results[path].append(result)
             print(results[path][-1], flush=True)
     base = statistics.median(r["images_per_s"] for r in results["hf"])
-    gpu = all(r["peak_gpu_mb"] is not None for runs in results.values() for r in runs)
+    extra = [(key, title) for key, title in (("peak_cpu_tensors_mb", "peak CPU tensors MiB"),
+                                             ("peak_gpu_mb", "peak GPU MiB"))
+             if all(r.get(key) is not None for runs in results.values() for r in runs)]
     lines = ["| path | images/s (median of rounds) | vs hf | vs hf, median of the rounds' ratios "
-             "| peak RSS MB |" + (" peak GPU MiB |" * gpu), "|---|---|---|---|---|" + ("---|" * gpu)]
+             "| peak RSS MB |" + "".join(f" {title} |" for _, title in extra),
+             "|---|---|---|---|---|" + "---|" * len(extra)]
     for path, runs in results.items():
         speed = statistics.median(r["images_per_s"] for r in runs)
         paired = statistics.median(r["images_per_s"] / h["images_per_s"] for r, h in zip(runs, results["hf"]))
         rss = max(r["peak_rss_mb"] for r in runs)
-        memory = f" {max(r['peak_gpu_mb'] for r in runs):.0f} |" if gpu else ""
+        memory = "".join(f" {max(r[key] for r in runs):.1f} |" for key, _ in extra)
         lines.append(f"| {path} | {speed:.1f} | {speed / base:.2f}x | {paired:.2f}x | {rss:.0f} |{memory}")
     table = "\n".join(lines)
     print(table)
-    os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
-    with open(os.path.join(os.path.dirname(__file__), "results", "mae_throughput.json"), "w") as f:
-        json.dump({"config": vars(args), "machine": platform.platform(), "cpus": os.cpu_count(),
-                   "load_average_at_end": os.getloadavg(),
-                   "total_wall_s": round(time.perf_counter() - start, 1),
-                   "results": results, "table": table}, f, indent=2)
+    write_results(args.output, args, start, results=results, table=table,
+                  tf_cpu_allocator_use_bfc=os.environ.get("TF_CPU_ALLOCATOR_USE_BFC"))
 
 
 if __name__ == "__main__":
