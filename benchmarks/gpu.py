@@ -42,7 +42,7 @@ products and convolutions only:
 * MAE, TF's profiler on one image's forward pass (encoder on the visible patches, decoder on all).
 
 Output: one markdown table (benchmark, path, precision, jit, batch, throughput, ratio to the reference
-path at the same precision/XLA/seq, ratio to the float32 reference, TFLOP/s, MFU) and
+path at the same precision/XLA/seq, ratio to the float32 reference, TFLOP/s, MFU, peak GPU MiB) and
 ``benchmarks/results/gpu_<device>.json`` with the device name, compute capability, driver, memory,
 TensorFlow's CUDA/cuDNN build and every row. Without a visible GPU it exits with status 2 at once.
 ``--dry-run`` runs the same code path on the CPU with tiny models (seq 16, batch 2, one step; a few
