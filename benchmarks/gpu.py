@@ -155,6 +155,13 @@ def achieved_flops(result: dict) -> Optional[float]:
     return None
 
 
+def error_line(err: Exception) -> str:
+    """The innermost ``SomeError: message`` line of a (Keras-wrapped) exception, else its first line
+    (worker scripts report a failed row with it)."""
+    lines = [line.strip() for line in str(err).splitlines() if re.match(r"\s*\w+(Error|Exception): ", line)]
+    return (lines[-1] if lines else f"{type(err).__name__}: {str(err).strip().splitlines()[0]}")[:300]
+
+
 def peak_gpu_mb() -> Optional[float]:
     """The TensorFlow allocator's peak memory on the first GPU in MiB since the process began, or None
     without a GPU (worker scripts add it to their results)."""

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import statistics
 import subprocess
@@ -58,14 +57,8 @@ def forward_flops_per_image(mae) -> float:
                        tf.TensorSpec([1, mae.num_patches], tf.float32))
 
 
-def _error_line(err: Exception) -> str:
-    """The innermost ``SomeError: message`` line of a (Keras-wrapped) exception, else its first line."""
-    lines = [line.strip() for line in str(err).splitlines() if re.match(r"\s*\w+(Error|Exception): ", line)]
-    return (lines[-1] if lines else f"{type(err).__name__}: {str(err).strip().splitlines()[0]}")[:300]
-
-
 def measure(path: str, args) -> dict:
-    from gpu import peak_gpu_mb
+    from gpu import error_line, peak_gpu_mb
     from step_timer import StepTimer
 
     from keras_ssl import vision
@@ -94,7 +87,7 @@ def measure(path: str, args) -> dict:
     try:
         model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer])
     except Exception as err:  # e.g. the documented path under a precision it does not support
-        return {"path": path, "error": _error_line(err)}
+        return {"path": path, "error": error_line(err)}
     seconds = timer.seconds[args.warmup:]
     result = {"path": path, "images_per_s": args.batch / statistics.median(seconds),
               "median_step_s": statistics.median(seconds), "first_loss": timer.losses[0],

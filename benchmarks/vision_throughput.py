@@ -51,7 +51,7 @@ if __name__ == "__main__" and "--worker" in sys.argv:
     elif _path.startswith("plain") or _path == "ours_tf_defaults":
         import tensorflow  # noqa: F401  (first: keras_ssl then keeps TensorFlow's own start-up options)
 
-from gpu import peak_gpu_mb  # noqa: E402
+from gpu import error_line, peak_gpu_mb  # noqa: E402
 from step_timer import StepTimer  # noqa: E402
 
 from keras_ssl import augment, losses, vision  # noqa: E402
@@ -145,7 +145,7 @@ def measure(path: str, images: np.ndarray, batch: int, steps: int, repeats: int,
     try:
         model.fit(data, steps_per_epoch=warmup, epochs=1, verbose=0)
     except Exception as err:  # e.g. an op with no XLA kernel
-        return {"path": path, "error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"}
+        return {"path": path, "error": error_line(err)}
     warm = time.perf_counter() - start
     timer = StepTimer()
     model.fit(data, steps_per_epoch=steps * repeats, epochs=1, verbose=0, callbacks=[timer])

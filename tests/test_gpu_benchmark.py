@@ -269,14 +269,12 @@ def test_dry_run_end_to_end(tmp_path):
     assert report["table"] in done.stdout and len(report["table"].splitlines()) == 2 + len(results)
 
 
-def test_a_failed_mae_row_reports_the_innermost_error_line():
-    """Hugging Face's path fails under mixed_float16 inside Keras's wrapping; the row names the real cause."""
-    import mae_throughput
-
+def test_a_failed_row_reports_the_innermost_error_line():
+    """Hugging Face's MAE path fails under mixed_float16 inside Keras's wrapping; the row names the cause."""
     wrapped = TypeError("Exception encountered when calling layer 'vit' (type TFViTMAEForPreTraining).\n\n"
                         "in user code:\n    File \"x.py\", line 1\n"
                         "        TypeError: Input 'y' of 'Mul' Op has type float32 that does not match type "
                         "float16 of argument 'x'.\n\nCall arguments received:\n"
                         "  • interpolate_pos_encoding=False")
-    assert mae_throughput._error_line(wrapped).startswith("TypeError: Input 'y' of 'Mul' Op has type float32")
-    assert mae_throughput._error_line(ValueError("bad\nsecond")) == "ValueError: bad"
+    assert gpu.error_line(wrapped).startswith("TypeError: Input 'y' of 'Mul' Op has type float32")
+    assert gpu.error_line(ValueError("bad\nsecond")) == "ValueError: bad"
